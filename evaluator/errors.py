@@ -1,0 +1,47 @@
+"""Exceptions that carry a message meant for the user (printed as one or two lines, no traceback)."""
+
+
+class EvaluatorError(Exception):
+    """Base of every error the command line prints without a traceback."""
+
+
+class DatasetError(EvaluatorError):
+    """The ImageNet directory, its CSV or synset file is missing or malformed."""
+
+
+class ImageDecodeError(EvaluatorError):
+    """One image could not be decoded; recorded per image, the run goes on."""
+
+
+class RecipeError(EvaluatorError):
+    """Unknown recipe name or a recipe that does not fit the model."""
+
+
+class ModelError(EvaluatorError):
+    """A model file is missing, damaged or has shapes the evaluator cannot use."""
+
+
+class RuntimeUnavailable(EvaluatorError):
+    """A runtime package or its licence is missing; tests turn this into a skip."""
+
+
+class BaselinesError(EvaluatorError):
+    """baselines.yaml is malformed; the message names the key path."""
+
+
+class ArtifactError(EvaluatorError):
+    """An artifact cannot be written or read back."""
+
+
+class FetchError(EvaluatorError):
+    """A model download failed or its sha256 does not match."""
+
+
+def did_you_mean(kind: str, name: str, choices) -> str:
+    """Message for an unknown name, listing the valid ones: "unknown runtime 'ortt'; did you mean onnxruntime? ..."."""
+    import difflib
+
+    choices = sorted(choices)
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown {kind} {name!r}{hint} available: {', '.join(choices)}"
