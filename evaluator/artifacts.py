@@ -1,0 +1,468 @@
+"""Artifacts on disk: atomic writes, cross-process locks, cache keys, the per-image predictions table.
+
+A predictions artifact is one directory:
+    parts/part-<first image id>-<n>.npz   chunks written while predicting (resume = skip their ids)
+    predictions.csv                        the merged table, sorted by image id (pandas-readable)
+    meta.json                              how it was made; written last, so its presence marks completion
+
+Every file is written to a temporary file in the same directory, fsynced and renamed over the target, so a crash or a
+full disk leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_CSV = "predictions.csv"
+META_JSON = "meta.json"
+PARTS_DIR = "parts"
+# meta.json key under which finalize() records what it wrote, so load() can detect a damaged or edited table.
+TABLE_META_KEY = "predictions_csv"
+# 9 significant digits reproduce every float32 exactly.
+SCORE_FORMAT = "%.9g"
+
+# mkstemp creates files 0600; give artifacts the mode an ordinary open() would have.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Atomic files
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside `directory` durable (best effort where the filesystem cannot fsync directories)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems cannot fsync a directory; the rename itself has already happened.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace `path` with `data` atomically; on failure the previous file stays as it was."""
+    path = Path(path)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as tmp_file:
+            tmp_file.write(data)
+            tmp_file.flush()
+            os.fchmod(tmp_file.fileno(), _FILE_MODE)
+            os.fsync(tmp_file.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        fsync_directory(path.parent)
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace `path` with UTF-8 `text` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write `obj` as JSON (sorted keys, indent 2) atomically."""
+    atomic_write_text(path, json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    """Read a JSON file; a missing, unreadable or malformed file raises ArtifactError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path}: not UTF-8 text (byte {exc.start}); the file is damaged") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from exc
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, timeout: float | None = None):
+    """Hold an exclusive cross-process lock on `<path>.lock` (filelock.Timeout after `timeout` seconds)."""
+    import filelock
+
+    lock_path = Path(str(path) + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(lock_path), timeout=-1 if timeout is None else timeout)
+    with lock:
+        yield lock
+
+
+def _json_default(value):
+    if isinstance(value, os.PathLike):
+        return Path(value).as_posix()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cache_key: cannot use a {type(value).__name__} ({value!r}) as part of a key")
+
+
+def cache_key(**parts) -> str:
+    """Stable 16-hex-digit key (sha256 of the parts as sorted JSON); equal parts give equal keys in any order."""
+    encoded = json.dumps(parts, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Predictions table
+
+ID_COLUMNS = tuple(f"id{k}" for k in range(1, 6))
+SCORE_COLUMNS = tuple(f"score{k}" for k in range(1, 6))
+CSV_COLUMNS = ("image_id", "label", *ID_COLUMNS, *SCORE_COLUMNS, "error")
+
+
+@dataclass
+class Predictions:
+    """Per-image top-5 predictions, one row per image; failed images have ids -1, scores nan and an error text."""
+
+    image_ids: np.ndarray  # str (N,)
+    labels: np.ndarray  # int32 (N,) ground-truth class index
+    top5_ids: np.ndarray  # int32 (N, 5), best first; -1 where the image failed
+    top5_scores: np.ndarray  # float32 (N, 5); nan where the image failed
+    errors: np.ndarray  # str (N,); '' when the image was scored
+
+    def __post_init__(self):
+        self.image_ids = np.asarray(self.image_ids, dtype=str).reshape(-1)
+        self.labels = np.asarray(self.labels, dtype=np.int32).reshape(-1)
+        self.top5_ids = np.asarray(self.top5_ids, dtype=np.int32)
+        self.top5_scores = np.asarray(self.top5_scores, dtype=np.float32)
+        self.errors = np.asarray(self.errors, dtype=str).reshape(-1)
+        n = len(self.image_ids)
+        if n == 0:
+            self.top5_ids = self.top5_ids.reshape(0, 5)
+            self.top5_scores = self.top5_scores.reshape(0, 5)
+        shapes = {"labels": (self.labels.shape, (n,)), "top5_ids": (self.top5_ids.shape, (n, 5)),
+                  "top5_scores": (self.top5_scores.shape, (n, 5)), "errors": (self.errors.shape, (n,))}
+        for name, (shape, expected) in shapes.items():
+            if shape != expected:
+                raise ValueError(f"Predictions.{name} has shape {shape}, expected {expected} for {n} image ids")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def ok_mask(self) -> np.ndarray:
+        """True for images that were scored (no error)."""
+        return self.errors == ""
+
+    def to_frame(self):
+        """The table as a pandas DataFrame with columns image_id, label, id1..id5, score1..score5, error."""
+        import pandas as pd
+
+        columns = {"image_id": self.image_ids, "label": self.labels}
+        columns.update({name: self.top5_ids[:, k] for k, name in enumerate(ID_COLUMNS)})
+        columns.update({name: self.top5_scores[:, k] for k, name in enumerate(SCORE_COLUMNS)})
+        columns["error"] = self.errors
+        return pd.DataFrame(columns, columns=list(CSV_COLUMNS))
+
+    @classmethod
+    def from_frame(cls, df) -> Predictions:
+        """Inverse of to_frame()."""
+        missing = [name for name in CSV_COLUMNS if name not in df.columns]
+        if missing:
+            raise ValueError(f"missing columns {', '.join(missing)}")
+        errors = df["error"].fillna("").to_numpy(dtype=str)
+        return cls(image_ids=df["image_id"].to_numpy(dtype=str), labels=df["label"].to_numpy(dtype=np.int32),
+                   top5_ids=df[list(ID_COLUMNS)].to_numpy(dtype=np.int32),
+                   top5_scores=df[list(SCORE_COLUMNS)].to_numpy(dtype=np.float32), errors=errors)
+
+    def _take(self, index: np.ndarray) -> Predictions:
+        return Predictions(self.image_ids[index], self.labels[index], self.top5_ids[index], self.top5_scores[index],
+                           self.errors[index])
+
+    def sorted_by_id(self) -> Predictions:
+        """The same rows ordered by image id."""
+        return self._take(np.argsort(self.image_ids, kind="stable"))
+
+    def select(self, image_ids) -> Predictions:
+        """The rows for `image_ids`, in that order; an id that is not present raises KeyError."""
+        row_of = {image_id: row for row, image_id in enumerate(self.image_ids.tolist())}
+        wanted = np.asarray(image_ids, dtype=str).reshape(-1).tolist()
+        missing = [image_id for image_id in wanted if image_id not in row_of]
+        if missing:
+            raise KeyError(f"{len(missing)} image ids not in the predictions, e.g. {', '.join(missing[:3])}")
+        return self._take(np.array([row_of[image_id] for image_id in wanted], dtype=np.intp))
+
+    @classmethod
+    def concat(cls, parts: list[Predictions]) -> Predictions:
+        """All rows of `parts`, in order."""
+        if not parts:
+            return cls.empty()
+        return cls(np.concatenate([p.image_ids for p in parts]), np.concatenate([p.labels for p in parts]),
+                   np.concatenate([p.top5_ids for p in parts]), np.concatenate([p.top5_scores for p in parts]),
+                   np.concatenate([p.errors for p in parts]))
+
+    @classmethod
+    def empty(cls) -> Predictions:
+        """A table with no rows."""
+        return cls(np.array([], dtype=str), np.zeros(0, np.int32), np.zeros((0, 5), np.int32),
+                   np.zeros((0, 5), np.float32), np.array([], dtype=str))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Predictions artifact
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_PART_ARRAYS = ("image_ids", "labels", "top5_ids", "top5_scores", "errors")
+
+
+def _part_name(predictions: Predictions) -> str:
+    first_id = str(predictions.image_ids[0])
+    # An id that is unsafe in a file name is replaced by its hash, keeping the name deterministic and unique.
+    stem = first_id if _SAFE_ID.fullmatch(first_id) and len(first_id) <= 100 else cache_key(first_id=first_id)
+    return f"part-{stem}-{len(predictions)}.npz"
+
+
+class PredictionStore:
+    """One predictions artifact directory: chunks while predicting, then a finalized CSV + meta.json."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.parts_dir = self.directory / PARTS_DIR
+        self.csv_path = self.directory / PREDICTIONS_CSV
+        self.meta_path = self.directory / META_JSON
+
+    def __repr__(self) -> str:
+        return f"PredictionStore({str(self.directory)!r})"
+
+    def is_complete(self) -> bool:
+        """True once finalize() has written both predictions.csv and meta.json."""
+        return self.meta_path.is_file() and self.csv_path.is_file()
+
+    def clear(self) -> None:
+        """Remove everything this store wrote (completion marker first), so the next run predicts from scratch."""
+        try:
+            for path in (self.meta_path, self.csv_path):
+                path.unlink(missing_ok=True)
+            if self.parts_dir.exists():
+                shutil.rmtree(self.parts_dir)
+        except OSError as exc:
+            raise ArtifactError(f"cannot clear {self.directory}: {exc.strerror or exc}") from exc
+
+    def write_chunk(self, predictions, labels=None, top5_ids=None, top5_scores=None, errors=None) -> Path | None:
+        """Store one chunk atomically as parts/part-<first id>-<n>.npz; accepts a Predictions or its five arrays."""
+        if not isinstance(predictions, Predictions):
+            predictions = Predictions(predictions, labels, top5_ids, top5_scores, errors)
+        if len(predictions) == 0:
+            return None
+        if self.is_complete():
+            raise ArtifactError(f"{self.directory}: already finalized; delete the directory to predict again")
+        try:
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArtifactError(f"cannot write {self.parts_dir}: {exc.strerror or exc}") from exc
+        path = self.parts_dir / _part_name(predictions)
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: getattr(predictions, name) for name in _PART_ARRAYS})
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+    def _part_paths(self) -> list[Path]:
+        # Temporary files start with a dot and never match.
+        return sorted(self.parts_dir.glob("part-*.npz")) if self.parts_dir.is_dir() else []
+
+    @staticmethod
+    def _read_part(path: Path) -> Predictions | None:
+        try:
+            # Opened here, not by np.load, which leaks its file handle when the archive is damaged.
+            with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in _PART_ARRAYS}
+            return Predictions(**arrays)
+        except Exception as exc:  # noqa: BLE001 - any unreadable part is recomputed, whatever the reason
+            log.warning("ignoring damaged predictions chunk %s (%s); its images will be predicted again", path, exc)
+            return None
+
+    def done_ids(self) -> set[str]:
+        """Ids already predicted: all rows of a finalized artifact, else the rows of every readable chunk."""
+        if self.is_complete():
+            return set(self.load().image_ids.tolist())
+        done: set[str] = set()
+        for path in self._part_paths():
+            part = self._read_part(path)
+            if part is not None:
+                done.update(part.image_ids.tolist())
+        return done
+
+    def load_parts(self) -> Predictions:
+        """All readable chunks merged, sorted by image id, one row per id."""
+        parts = [part for part in map(self._read_part, self._part_paths()) if part is not None]
+        merged = Predictions.concat(parts)
+        _, first_rows = np.unique(merged.image_ids, return_index=True)
+        return merged._take(np.sort(first_rows)).sorted_by_id()
+
+    def finalize(self, meta: dict) -> Path:
+        """Merge the chunks into predictions.csv, then write meta.json (the completion marker) and remove parts/."""
+        if not self.parts_dir.is_dir() and self.csv_path.exists():
+            raise ArtifactError(f"{self.directory}: nothing to finalize (no parts/ directory, predictions.csv exists)")
+        if TABLE_META_KEY in meta:
+            raise ArtifactError(f"finalize: meta key {TABLE_META_KEY!r} is reserved for the artifact itself")
+        predictions = self.load_parts()
+        with contextlib.suppress(FileNotFoundError):
+            self.meta_path.unlink()
+        csv_bytes = predictions.to_frame().to_csv(index=False, float_format=SCORE_FORMAT, na_rep="nan",
+                                                  lineterminator="\n").encode("utf-8")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.csv_path, csv_bytes)
+        table = {"rows": len(predictions), "sha256": hashlib.sha256(csv_bytes).hexdigest()}
+        write_json_atomic(self.meta_path, {**meta, TABLE_META_KEY: table})
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        return self.csv_path
+
+    def meta(self) -> dict:
+        """Contents of meta.json (ArtifactError if missing or damaged)."""
+        meta = read_json(self.meta_path)
+        if not isinstance(meta, dict):
+            raise ArtifactError(f"{self.meta_path}: expected a JSON object, found {type(meta).__name__}")
+        return meta
+
+    def load(self) -> Predictions:
+        """Read the finalized predictions.csv; a damaged or edited table raises ArtifactError naming the problem."""
+        if not self.is_complete():
+            missing = self.meta_path if not self.meta_path.is_file() else self.csv_path
+            raise ArtifactError(f"{self.directory}: not a finished predictions artifact ({missing.name} missing)")
+        table = self.meta().get(TABLE_META_KEY)
+        try:
+            csv_bytes = self.csv_path.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {self.csv_path}: {exc.strerror or exc}") from exc
+        if isinstance(table, dict) and hashlib.sha256(csv_bytes).hexdigest() != table.get("sha256"):
+            raise ArtifactError(f"{self.csv_path}: contents differ from the sha256 recorded in {self.meta_path.name}"
+                                " (file damaged or edited); delete the directory to predict again")
+        predictions = read_predictions_csv(self.csv_path, csv_bytes)
+        if isinstance(table, dict) and len(predictions) != table.get("rows"):
+            raise ArtifactError(f"{self.csv_path}: {len(predictions)} rows, "
+                                f"{self.meta_path.name} says {table.get('rows')}")
+        return predictions
+
+
+def read_predictions_csv(path: Path, data: bytes | None = None) -> Predictions:
+    """Parse a predictions table written by PredictionStore.finalize (ArtifactError naming the file on damage)."""
+    import pandas as pd
+
+    dtypes = {"image_id": str, "label": np.int32, "error": str,
+              **{name: np.int32 for name in ID_COLUMNS}, **{name: np.float32 for name in SCORE_COLUMNS}}
+    source = io.BytesIO(data) if data is not None else path
+    try:
+        df = pd.read_csv(source, dtype=dtypes, engine="c", keep_default_na=False,
+                         na_values={name: ["nan"] for name in SCORE_COLUMNS})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{path}: damaged predictions table: {reason}") from exc
+    if list(df.columns) != list(CSV_COLUMNS):
+        raise ArtifactError(f"{path}: damaged predictions table: columns {', '.join(map(str, df.columns))}, "
+                            f"expected {', '.join(CSV_COLUMNS)}")
+    predictions = Predictions.from_frame(df)
+    if len(np.unique(predictions.image_ids)) != len(predictions):
+        raise ArtifactError(f"{path}: damaged predictions table: duplicate image ids")
+    return predictions
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Seed-compatible prediction text files (REFERENCE §2): one <image_id>.txt per image, lines "label class_id score"
+
+
+def write_prediction_texts(predictions: Predictions, directory: str | os.PathLike, class_names) -> int:
+    """Write one <image_id>.txt per image in the seed format; a failed image gets an empty file (counts as a miss)."""
+    directory = Path(directory)
+    labels = [name.replace(" ", "_") for name in class_names]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for row, image_id in enumerate(predictions.image_ids.tolist()):
+            lines = []
+            for class_id, score in zip(predictions.top5_ids[row].tolist(), predictions.top5_scores[row].tolist()):
+                if class_id < 0:
+                    continue
+                if class_id >= len(labels):
+                    raise ArtifactError(f"{image_id}: class id {class_id} has no name ({len(labels)} class names)")
+                lines.append(f"{labels[class_id]} {class_id} {score:f}\n")
+            # 50,000 small exported files: plain writes, an fsync each would dominate the run.
+            (directory / f"{image_id}.txt").write_text("".join(lines), encoding="utf-8")
+    except OSError as exc:
+        raise ArtifactError(f"cannot write prediction texts in {directory}: {exc.strerror or exc}") from exc
+    return len(predictions)
+
+
+def _text_image_id(path: Path) -> str:
+    return path.name.split(".", 1)[0].removesuffix("_res")
+
+
+def read_prediction_texts(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read seed prediction files (*.txt, sorted) -> (image ids, top-5 class ids int32 (N, 5) padded with -1)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: prediction directory not found")
+    paths = sorted(directory.glob("*.txt"))
+    image_ids = [_text_image_id(path) for path in paths]
+    top5_ids = np.full((len(paths), 5), -1, dtype=np.int32)
+    first_file: dict[str, Path] = {}
+    for row, path in enumerate(paths):
+        image_id = image_ids[row]
+        if image_id in first_file:
+            raise ArtifactError(f"{path}: image id {image_id} also predicted by {first_file[image_id].name}")
+        first_file[image_id] = path
+        top5_ids[row] = _read_prediction_text(path)
+    order = np.argsort(np.asarray(image_ids, dtype=str), kind="stable")
+    return np.asarray(image_ids, dtype=str)[order], top5_ids[order]
+
+
+def _read_prediction_text(path: Path) -> list[int]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+    class_ids = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        tokens = line.split()
+        if len(tokens) != 3:
+            raise ArtifactError(f"{path}: line {line_number}: expected 'label class_id score', got {line!r}")
+        try:
+            class_id = int(tokens[1])
+            float(tokens[2])
+        except ValueError:
+            raise ArtifactError(f"{path}: line {line_number}: class id or score is not a number: {line!r}") from None
+        if not 0 <= class_id < 2**31 - 1:
+            raise ArtifactError(f"{path}: line {line_number}: class id {class_id} out of range")
+        class_ids.append(class_id)
+    if len(class_ids) > 5:
+        raise ArtifactError(f"{path}: {len(class_ids)} predictions, at most 5 expected")
+    return class_ids + [-1] * (5 - len(class_ids))
