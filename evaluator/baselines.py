@@ -1,0 +1,423 @@
+"""baselines.yaml: load and validate, list the regression cases, pick each case's expected values, judge, update.
+
+The pass/fail rule lives here and only here (`judge`); tests, CLI and report call it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import BaselinesError, did_you_mean
+from .locations import REPO_ROOT
+from .metrics import band as band_half_width
+from .models import ModelEntry, parse_models
+from .preprocess import TTA_MODES
+
+DEFAULT_BASELINES = REPO_ROOT / "baselines.yaml"
+KINDS = ("documented", "official", "measured")
+_TOP_KEYS = {"schema", "policy", "sources", "models", "documented", "official", "measured"}
+_SOURCE_KEYS = {"kind", "runtime", "runtime_version", "n", "date", "reference"}
+_ENTRY_KEYS = {"model", "precision", "tta", "top1", "top5", "source", "tolerance", "known_bad", "why"}
+_MEASURED_KEYS = {"model", "precision", "tta", "runtime", "runtime_version", "top1", "top5", "n", "fingerprint",
+                  "date", "evaluator_version", "predictions"}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One expected pair of accuracies with its provenance."""
+
+    model: str
+    precision: str
+    tta: str
+    runtime: str              # the runtime that produced the number ("any" for official benchmarks)
+    top1: float
+    top5: float | None
+    kind: str                 # documented | official | measured
+    n: int                    # images the number was measured on (N of the pass/fail rule)
+    runtime_version: str
+    date: str
+    reference: str
+    tolerance: float | None = None   # per-entry override of the policy tolerance
+    fingerprint: str | None = None   # measured only: the exact image set
+    known_bad: str | None = None
+    why: str | None = None
+    predictions: str | None = None   # measured only: per-image record beside baselines.yaml
+
+
+@dataclass(frozen=True)
+class Policy:
+    z: float
+    documented: float
+    cross_runtime: float
+    measured: float
+
+
+@dataclass(frozen=True)
+class Case:
+    """One regression case: model x precision x TTA x runtime, judged against documented or official numbers."""
+
+    model: str
+    precision: str
+    tta: str
+    runtime: str
+    kind: str  # documented | official
+
+    @property
+    def case_id(self) -> str:
+        suffix = "-official" if self.kind == "official" else ""
+        return f"{self.model}-{self.precision}-{self.tta}-{self.runtime}{suffix}"
+
+
+@dataclass(frozen=True)
+class Baselines:
+    path: Path
+    policy: Policy
+    models: dict[str, ModelEntry]
+    documented: tuple[Expected, ...]
+    official: tuple[Expected, ...]
+    measured: tuple[Expected, ...]
+
+    def model(self, name: str) -> ModelEntry:
+        if name not in self.models:
+            raise BaselinesError(did_you_mean("model", name, self.models))
+        return self.models[name]
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")  # round-trip, safe: only plain YAML types are constructed
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.representer.add_representer(
+        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return yaml
+
+
+def load_baselines(path: str | Path = DEFAULT_BASELINES) -> Baselines:
+    """Read and validate baselines.yaml; every problem is listed in one BaselinesError with its key path."""
+    path = Path(path)
+    if not path.is_file():
+        raise BaselinesError(f"{path}: baselines file not found")
+    try:
+        raw = _yaml().load(path.read_text(encoding="utf-8"))
+    except Exception as exc:  # ruamel raises many parser error types
+        raise BaselinesError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    problems: list[str] = []
+    baselines = _parse(path, raw, problems)
+    if problems:
+        listing = "\n  ".join(problems)
+        raise BaselinesError(f"{path}: {len(problems)} problem(s):\n  {listing}")
+    return baselines
+
+
+def _parse(path: Path, raw, problems: list[str]) -> Baselines | None:
+    if not isinstance(raw, dict):
+        problems.append("top level: expected a mapping")
+        return None
+    for key in sorted(set(raw) - _TOP_KEYS):
+        problems.append(f"{key}: unknown top-level key (allowed: {', '.join(sorted(_TOP_KEYS))})")
+    if raw.get("schema") != 1:
+        problems.append(f"schema: {raw.get('schema')!r}, expected 1")
+    policy = _parse_policy(raw.get("policy") or {}, problems)
+    models = parse_models(raw.get("models") or {}, problems)
+    sources = _parse_sources(raw.get("sources") or {}, problems)
+    documented = tuple(_parse_entries(raw, "documented", sources, models, problems))
+    official = tuple(_parse_entries(raw, "official", sources, models, problems))
+    measured = tuple(_parse_measured(raw.get("measured") or [], models, problems))
+    return Baselines(path, policy, models, documented, official, measured)
+
+
+def _parse_policy(raw: dict, problems: list[str]) -> Policy:
+    tolerance = raw.get("tolerance") or {}
+    values = {}
+    for key in ("documented", "cross_runtime", "measured"):
+        value = tolerance.get(key)
+        if not isinstance(value, (int, float)) or not 0 <= value < 0.5:
+            problems.append(f"policy.tolerance.{key}: {value!r} must be a fraction in [0, 0.5)")
+            value = 0.0
+        values[key] = float(value)
+    z = raw.get("z")
+    if not isinstance(z, (int, float)) or not 0 < z < 10:
+        problems.append(f"policy.z: {z!r} must be a number in (0, 10)")
+        z = 1.96
+    return Policy(z=float(z), **values)
+
+
+def _parse_sources(raw: dict, problems: list[str]) -> dict[str, dict]:
+    for name, source in raw.items():
+        where = f"sources.{name}"
+        if not isinstance(source, dict):
+            problems.append(f"{where}: expected a mapping")
+            continue
+        for key in sorted(set(source) - _SOURCE_KEYS):
+            problems.append(f"{where}.{key}: unknown key")
+        for key in sorted(_SOURCE_KEYS - set(source)):
+            problems.append(f"{where}: missing key {key!r}")
+        if source.get("kind") not in ("documented", "official"):
+            problems.append(f"{where}.kind: {source.get('kind')!r} must be documented or official")
+        if not isinstance(source.get("n"), int) or source.get("n", 0) <= 0:
+            problems.append(f"{where}.n: {source.get('n')!r} must be a positive number of images")
+    return {name: s for name, s in raw.items() if isinstance(s, dict)}
+
+
+def _check_accuracy(value, where: str, problems: list[str], allow_null: bool = False) -> None:
+    if value is None and allow_null:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        problems.append(f"{where}: {value!r} must be an accuracy fraction in [0, 1]")
+
+
+def _check_case_keys(entry: dict, where: str, models: dict[str, ModelEntry], problems: list[str]) -> None:
+    model = entry.get("model")
+    if model not in models:
+        problems.append(f"{where}.model: " + did_you_mean("model", str(model), models))
+    elif entry.get("precision") not in models[model].files:
+        problems.append(f"{where}.precision: " + did_you_mean("precision", str(entry.get("precision")),
+                                                               models[model].files))
+    if entry.get("tta") not in TTA_MODES:
+        problems.append(f"{where}.tta: " + did_you_mean("TTA mode", str(entry.get("tta")), TTA_MODES))
+    _check_accuracy(entry.get("top1"), f"{where}.top1", problems)
+    _check_accuracy(entry.get("top5"), f"{where}.top5", problems, allow_null=True)
+    top1, top5 = entry.get("top1"), entry.get("top5")
+    if isinstance(top1, float) and isinstance(top5, float) and top5 < top1:
+        problems.append(f"{where}: top5 {top5} is below top1 {top1}")
+
+
+def _parse_entries(raw: dict, section: str, sources: dict, models, problems: list[str]):
+    seen = {}
+    for i, entry in enumerate(raw.get(section) or []):
+        where = f"{section}[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a mapping")
+            continue
+        for key in sorted(set(entry) - _ENTRY_KEYS):
+            problems.append(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(_ENTRY_KEYS))})")
+        missing = [key for key in ("model", "precision", "tta", "top1", "source") if key not in entry]
+        problems.extend(f"{where}: missing key {key!r}" for key in missing)
+        if missing:
+            continue
+        _check_case_keys(entry, where, models, problems)
+        source = sources.get(entry.get("source"))
+        if source is None:
+            problems.append(f"{where}.source: " + did_you_mean("source", str(entry.get("source")), sources))
+            continue
+        if source.get("kind") != section:
+            problems.append(f"{where}.source: {entry.get('source')} is of kind {source.get('kind')}, not {section}")
+        tolerance = entry.get("tolerance")
+        if tolerance is not None and (not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 0.5):
+            problems.append(f"{where}.tolerance: {tolerance!r} must be a fraction in [0, 0.5)")
+        key = (entry.get("model"), entry.get("precision"), entry.get("tta"), source.get("runtime"))
+        if key in seen:
+            problems.append(f"{where}: duplicate of {section}[{seen[key]}] ({'/'.join(map(str, key))})")
+            continue
+        seen[key] = i
+        yield Expected(
+            model=entry["model"], precision=str(entry["precision"]), tta=entry["tta"], runtime=source["runtime"],
+            top1=float(entry["top1"]), top5=None if entry.get("top5") is None else float(entry["top5"]),
+            kind=section, n=int(source["n"]), runtime_version=str(source["runtime_version"]),
+            date=str(source["date"]), reference=str(source["reference"]),
+            tolerance=None if tolerance is None else float(tolerance),
+            known_bad=entry.get("known_bad"), why=entry.get("why"),
+        )
+
+
+def _parse_measured(raw: list, models, problems: list[str]):
+    seen = {}
+    for i, entry in enumerate(raw):
+        where = f"measured[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a mapping")
+            continue
+        for key in sorted(set(entry) - _MEASURED_KEYS):
+            problems.append(f"{where}.{key}: unknown key")
+        missing = sorted(_MEASURED_KEYS - set(entry) - {"predictions", "evaluator_version"})
+        for key in missing:
+            problems.append(f"{where}: missing key {key!r}")
+        if missing:
+            continue
+        _check_case_keys(entry, where, models, problems)
+        if not isinstance(entry["n"], int) or entry["n"] <= 0:
+            problems.append(f"{where}.n: {entry['n']!r} must be a positive number of images")
+            continue
+        key = (entry["model"], entry["precision"], entry["tta"], entry["runtime"], entry["fingerprint"])
+        if key in seen:
+            problems.append(f"{where}: duplicate of measured[{seen[key]}]")
+            continue
+        seen[key] = i
+        yield Expected(
+            model=entry["model"], precision=str(entry["precision"]), tta=entry["tta"], runtime=entry["runtime"],
+            top1=float(entry["top1"]), top5=float(entry["top5"]), kind="measured", n=int(entry["n"]),
+            runtime_version=str(entry["runtime_version"]), date=str(entry["date"]),
+            reference="pytest --update-baselines", fingerprint=str(entry["fingerprint"]),
+            predictions=entry.get("predictions"),
+        )
+
+
+# --- cases -------------------------------------------------------------------------------------------------
+
+
+def list_cases(baselines: Baselines) -> list[Case]:
+    """Every regression case: per documented (model, precision, TTA) and per official entry, one per runtime."""
+    cases = []
+    for kind, entries in (("documented", baselines.documented), ("official", baselines.official)):
+        seen = set()
+        for entry in entries:
+            combo = (entry.model, entry.precision, entry.tta)
+            if combo in seen:
+                continue
+            seen.add(combo)
+            for runtime in baselines.models[entry.model].runtimes:
+                cases.append(Case(entry.model, entry.precision, entry.tta, runtime, kind))
+    return cases
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The expected values a case is judged against, with the tolerance and why it was chosen."""
+
+    expected: Expected
+    tolerance: float
+    basis: str  # e.g. "measured on litert, same 700 images"
+
+
+def choose_expected(baselines: Baselines, case: Case, fingerprint: str | None) -> Choice:
+    """Measured for this runtime and image set (tight), else documented for this runtime, else cross-runtime."""
+    policy = baselines.policy
+    if case.kind == "official":
+        entry = next(e for e in baselines.official if (e.model, e.precision, e.tta) == (case.model, case.precision, case.tta))
+        return Choice(entry, _tol(entry, policy.documented), f"official benchmark ({entry.reference})")
+    combo = (case.model, case.precision, case.tta)
+    for entry in baselines.measured:
+        if (entry.model, entry.precision, entry.tta, entry.runtime, entry.fingerprint) == (*combo, case.runtime, fingerprint):
+            return Choice(entry, policy.measured, f"measured on {entry.runtime_version}, same {entry.n} images")
+    documented = [e for e in baselines.documented if (e.model, e.precision, e.tta) == combo]
+    for entry in documented:
+        if entry.runtime == case.runtime:
+            return Choice(entry, _tol(entry, policy.documented), f"documented for {entry.runtime_version}")
+    entry = documented[0]
+    return Choice(replace(entry), max(_tol(entry, policy.documented), policy.cross_runtime),
+                  f"documented for {entry.runtime_version}, another runtime: cross-runtime tolerance")
+
+
+def _tol(entry: Expected, default: float) -> float:
+    return default if entry.tolerance is None else entry.tolerance
+
+
+# --- the pass/fail rule --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Judgement:
+    metric: str
+    measured: float
+    expected: float
+    band: float
+    n: int
+    n_population: int
+
+    @property
+    def delta(self) -> float:
+        return self.measured - self.expected
+
+    @property
+    def passed(self) -> bool:
+        # A tiny epsilon keeps a value printed at 4 decimals exactly on the band edge from flipping.
+        return abs(self.delta) <= self.band + 1e-9
+
+    def describe(self) -> str:
+        sign = "+" if self.delta >= 0 else ""
+        return (f"{self.metric} measured {self.measured:.4f}, expected {self.expected:.4f} "
+                f"(delta {sign}{self.delta:.4f}, band ±{self.band:.4f}, n={self.n:,} of {self.n_population:,})")
+
+
+def judge(metric: str, measured: float, expected: float, n: int, n_population: int, tolerance: float,
+          z: float) -> Judgement:
+    """DESIGN's rule: |measured - expected| <= tolerance + z * SE(expected, n) * sqrt((N - n) / (N - 1)), two-sided."""
+    if n <= 0:
+        raise ValueError(f"cannot judge {metric} on {n} images")
+    n_population = max(n_population, n)
+    band = band_half_width(expected, n, n_population, tolerance, z)
+    if math.isnan(measured):
+        band = float("nan")
+    return Judgement(metric, measured, expected, band, n, n_population)
+
+
+# --- update -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeasuredRecord:
+    """What --update-baselines writes for one case that ran."""
+
+    model: str
+    precision: str
+    tta: str
+    runtime: str
+    runtime_version: str
+    top1: float
+    top5: float
+    n: int
+    fingerprint: str
+    evaluator_version: str
+    predictions: str | None = None
+
+
+def update_measured(path: str | Path, records: list[MeasuredRecord], today: str | None = None) -> list[str]:
+    """Record measured baselines in baselines.yaml; returns one 'old -> new' line per value. Writes atomically.
+
+    Documented and official entries, comments and order are kept; only the `measured:` list changes.
+    """
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    from .artifacts import atomic_write_text, file_lock
+
+    path = Path(path)
+    today = today or _dt.date.today().isoformat()
+    changes = []
+    with file_lock(path):
+        yaml = _yaml()
+        data = yaml.load(path.read_text(encoding="utf-8"))
+        if not data.get("measured"):
+            data["measured"] = CommentedSeq()
+        measured = data["measured"]
+        for record in sorted(records, key=lambda r: (r.model, r.precision, r.tta, r.runtime)):
+            key = (record.model, record.precision, record.tta, record.runtime, record.fingerprint)
+            existing = next((m for m in measured if (m["model"], str(m["precision"]), m["tta"], m["runtime"],
+                                                     str(m["fingerprint"])) == key), None)
+            case = f"{record.model}-{record.precision}-{record.tta}-{record.runtime} [{record.fingerprint}, n={record.n}]"
+            values = {"top1": round(record.top1, 6), "top5": round(record.top5, 6)}
+            if existing is None:
+                entry = CommentedMap()
+                for field in ("model", "precision", "tta", "runtime", "runtime_version"):
+                    entry[field] = getattr(record, field)
+                entry.update(values)
+                entry.update(n=record.n, fingerprint=record.fingerprint, date=today,
+                             evaluator_version=record.evaluator_version)
+                if record.predictions:
+                    entry["predictions"] = record.predictions
+                measured.append(entry)
+                changes.append(f"{case}: new top1 {values['top1']:.4f}, top5 {values['top5']:.4f}")
+                continue
+            for metric, new in values.items():
+                old = existing[metric]
+                if float(old) != new:
+                    changes.append(f"{case}: {metric} {float(old):.4f} -> {new:.4f}")
+                existing[metric] = new
+            existing.update(runtime_version=record.runtime_version, n=record.n, date=today,
+                            evaluator_version=record.evaluator_version)
+            if record.predictions:
+                existing["predictions"] = record.predictions
+        buffer = io.StringIO()
+        yaml.dump(data, buffer)
+        problems: list[str] = []
+        _parse(path, _yaml().load(buffer.getvalue()), problems)
+        if problems:  # never leave a file the next run cannot read
+            raise BaselinesError(f"{path}: update refused, it would produce: " + "; ".join(problems))
+        atomic_write_text(path, buffer.getvalue())
+    return changes
