@@ -1,0 +1,456 @@
+"""TTA geometry and per-model normalisation recipes: decoded RGB uint8 image -> model-ready input.
+
+A `Recipe` is data: geometry, colour order, values, layout, quantization and class offset of one model family,
+reproducing the scripts that produced the documented numbers (REFERENCE.md §3, §4, §8). Stages, in order:
+
+    geometry()        TTA crop / resize on the uint8 RGB image (cacheable, see geometry_is_cacheable)
+    normalize()       colour order + values: clip((x * scale - mean) / std)
+    from_geometry()   normalize() plus the letterbox zero padding, which lives in the normalised domain
+    preprocess()      all of the above for one image, in the order the reference scripts use
+    to_input()        batch layout (NCHW/NHWC) and input quantization for the model's input tensor
+
+For every recipe without normalize_before_resize, from_geometry(geometry(image, r, tta), r, tta) == preprocess(...).
+
+Integer geometry follows the scripts exactly: `int()` truncation for resized sizes, floor division for offsets.
+Values are computed in float32 with float32 constants, as the ailia TFLite Caffe and float paths do; where a script
+computes in float64 (ImageNet mean/std, x/127.5 - 1 on uint8 for int8 models) the values differ by float32 rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from evaluator.errors import RecipeError, did_you_mean
+
+if TYPE_CHECKING:
+    from evaluator.runtimes.base import TensorSpec
+
+TTA_MODES = ("none", "keep-aspect", "1-crop")
+
+_NONE_GEOMETRIES = ("stretch", "letterbox")
+_CROP_GEOMETRIES = ("short-side", "central-fraction")
+_RESIZES = ("cv2-bilinear", "pil-bilinear-antialias")
+_COLOURS = ("RGB", "BGR")
+_LAYOUTS = ("NCHW", "NHWC")
+_QUANTIZES = ("from-model", "raw-uint8")
+_ROUNDINGS = ("trunc", "round")
+# NETWORK_IMAGE_RANGE_* constants of ailia.Classifier (REFERENCE §5.1)
+_AILIA_RANGES = ("U_INT8", "S_INT8", "U_FP32", "S_FP32", "IMAGENET")
+_RESIZE_WORDS = {"cv2-bilinear": "OpenCV bilinear", "pil-bilinear-antialias": "PIL bilinear, antialiased"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """How one model family turns a decoded image into its input; see the module docstring for the stages."""
+
+    name: str
+    summary: str
+    # geometry
+    input_size: int = 224  # models with their own input size pass `size` from the model instead
+    none_geometry: str = "stretch"  # what TTA "none" means: "stretch" (aspect ignored) or "letterbox"
+    crop_geometry: str = "short-side"  # how 1-crop / keep-aspect are realised: "short-side" or "central-fraction"
+    crop_fraction: float = 0.875  # 1-crop keeps this fraction (224/256); keep-aspect uses 1.0
+    resize: str = "cv2-bilinear"  # or "pil-bilinear-antialias" (uint8 only)
+    normalize_before_resize: bool = False  # the ailia TFLite 'Caffe' scripts normalise the full image, then resize
+    # colour and values: value = clip((x * scale - mean) / std, *clip), channels in `colour` order
+    colour: str = "RGB"
+    scale: float = 1.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    clip: tuple[float, float] | None = None
+    # layout and quantization
+    layout: str  # "NCHW" or "NHWC"; required: a wrong guess still runs and silently costs accuracy
+    quantize: str = "from-model"  # uint8/int8 inputs: q = x / scale + zero_point; "raw-uint8": pixels fed as they are
+    quantize_rounding: str = "trunc"  # the tflite scripts truncate (astype); "round" for round-to-nearest-even
+    # output
+    class_offset: int = 0  # 1 for 1001-output models (index 0 = background)
+    # ailia.Classifier path (ailia runtime, ONNX rows): NETWORK_IMAGE_RANGE_* name, or None when not offered
+    ailia_classifier_range: str | None = None
+
+    def __post_init__(self):
+        # catalogue overrides arrive as YAML lists and ints: store tuples of floats so recipes compare and hash
+        for field in ("mean", "std", "clip"):
+            value = getattr(self, field)
+            if value is None:
+                continue
+            try:
+                object.__setattr__(self, field, tuple(float(v) for v in value))
+            except (TypeError, ValueError):
+                raise RecipeError(f"recipe {self.name!r}: {field} must be a list of numbers; got {value!r}") from None
+        _validate(self)
+
+    def describe(self, tta: str, size: int | None = None) -> str:
+        """One sentence for reports and failures, e.g. "short side to 256 (OpenCV bilinear), centre crop 224; ..."."""
+        check_tta(tta)
+        size = _checked_size(self, size)
+        parts = [_describe_geometry(self, tta, size), self.colour, _describe_values(self)]
+        if self.quantize == "raw-uint8":
+            parts.append(f"{self.layout} uint8")
+        else:
+            parts.append(f"{self.layout} float32, {self.quantize_rounding}-quantized if the model input is integer")
+        if self.class_offset:
+            parts.append(f"output index {self.class_offset} = class 0")
+        return "; ".join(parts)
+
+
+def _validate(recipe: Recipe) -> None:
+    def fail(problem: str):
+        raise RecipeError(f"recipe {recipe.name!r}: {problem}")
+
+    for field, choices in (("none_geometry", _NONE_GEOMETRIES), ("crop_geometry", _CROP_GEOMETRIES),
+                           ("resize", _RESIZES), ("colour", _COLOURS), ("layout", _LAYOUTS),
+                           ("quantize", _QUANTIZES), ("quantize_rounding", _ROUNDINGS)):
+        value = getattr(recipe, field)
+        if value not in choices:
+            fail(f"{field} must be one of {', '.join(choices)}; got {value!r}")
+    if recipe.ailia_classifier_range not in (None, *_AILIA_RANGES):
+        fail(f"ailia_classifier_range must be one of {', '.join(_AILIA_RANGES)} or None; "
+             f"got {recipe.ailia_classifier_range!r}")
+    if not isinstance(recipe.input_size, int) or recipe.input_size < 1:
+        fail(f"input_size must be a positive integer; got {recipe.input_size!r}")
+    if not 0.0 < recipe.crop_fraction <= 1.0:
+        fail(f"crop_fraction must be in (0, 1]; got {recipe.crop_fraction!r}")
+    if not recipe.scale > 0:
+        fail(f"scale must be positive; got {recipe.scale!r}")
+    for field in ("mean", "std"):
+        if len(getattr(recipe, field)) != 3:
+            fail(f"{field} needs 3 values (one per channel, in {recipe.colour} order); got {getattr(recipe, field)!r}")
+    if any(s == 0 for s in recipe.std):
+        fail(f"std must not contain 0; got {recipe.std!r}")
+    if recipe.clip is not None and (len(recipe.clip) != 2 or recipe.clip[0] >= recipe.clip[1]):
+        fail(f"clip must be (low, high) with low < high; got {recipe.clip!r}")
+    if recipe.class_offset not in (0, 1):
+        fail(f"class_offset must be 0 or 1; got {recipe.class_offset!r}")
+    if recipe.quantize == "raw-uint8" and (
+            recipe.scale != 1.0 or any(recipe.mean) or recipe.std != (1.0, 1.0, 1.0) or recipe.clip is not None
+            or recipe.normalize_before_resize):
+        fail("raw-uint8 feeds pixels unchanged: scale 1, mean 0, std 1, no clip, no normalize_before_resize")
+    if recipe.resize == "pil-bilinear-antialias" and recipe.normalize_before_resize:
+        fail("pil-bilinear-antialias resizes uint8 images only; it cannot follow normalize_before_resize")
+
+
+# --- the recipes --------------------------------------------------------------------------------------------------
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+# ailia-models ONNX scripts (REFERENCE §3): short-side crops for 1-crop / keep-aspect, plain stretch for none, NCHW.
+_AILIA_ONNX = Recipe(name="ailia_onnx", summary="ailia-models ONNX classifier", layout="NCHW")
+# ailia-models-tflite scripts (REFERENCE §4.2): same crops, but none is a letterbox padded after normalisation, NHWC.
+_AILIA_TFLITE = Recipe(name="ailia_tflite", summary="ailia-models-tflite classifier", layout="NHWC",
+                       none_geometry="letterbox")
+
+
+def _recipe(base: Recipe, name: str, summary: str, **differences) -> Recipe:
+    return dataclasses.replace(base, name=name, summary=summary, **differences)
+
+
+_RESNET50_KERAS = _recipe(
+    _AILIA_TFLITE, "resnet50_keras", "tf.keras ResNet50 (ailia TFLite, 'Caffe' normalisation)",
+    normalize_before_resize=True, colour="BGR", mean=_CAFFE_MEAN_BGR,
+    # the script clips to the int8 range even for the float model (bright pixels saturate, unlike Keras) §9.5.
+    # For int8 models it also truncates to int8 before format_input_tensor: the same as our single truncation
+    # when the input scale is 1 and the zero point 0, as these [-128, 127] models are documented to take.
+    clip=(-128.0, 127.0))
+_MOBILENET_KERAS = _recipe(
+    _AILIA_TFLITE, "mobilenet_keras", "Keras MobileNet v1/v2 float and recalibrated int8 (ailia TFLite)",
+    # load_image keeps uint8 ('None'), resizes uint8, and only then the script applies x/127.5 - 1
+    scale=1 / 127.5, mean=(1.0, 1.0, 1.0))
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    _recipe(_AILIA_ONNX, "resnet50_pytorch", "torchvision ResNet50 exported to ONNX (ailia-models resnet50_pytorch)",
+            scale=1 / 255, mean=_IMAGENET_MEAN, std=_IMAGENET_STD, ailia_classifier_range="IMAGENET"),
+    _recipe(_AILIA_ONNX, "resnet50_chainer", "Chainer ResNet50 exported to ONNX (ailia-models resnet50.opt)",
+            # ailia's S_INT8 range formula is unpublished; x - 128 is the likely mapping (REFERENCE §9.1)
+            mean=(128.0, 128.0, 128.0), ailia_classifier_range="S_INT8"),
+    _RESNET50_KERAS,
+    _MOBILENET_KERAS,
+    _recipe(_MOBILENET_KERAS, "mobilenetv2_keras_legacy", "Keras MobileNetV2 int8, 4-image calibration (legacy)",
+            # the legacy v2 script skips x/127.5 - 1 and quantizes raw 0..255 values (REFERENCE §4.4): this is
+            # why the documented TOP1 is 0.0014; reproducing it keeps the expected failure honest
+            scale=1.0, mean=(0.0, 0.0, 0.0)),
+    _recipe(_MOBILENET_KERAS, "efficientnetlite0_keras", "EfficientNet-Lite0 Keras float / recalibrated int8"),
+    _recipe(_RESNET50_KERAS, "efficientnetlite0_keras_legacy",
+            "EfficientNet-Lite0 Keras int8, 4-image calibration (legacy, 'Caffe' normalisation)"),
+    _recipe(_AILIA_TFLITE, "efficientnetlite0_torch", "timm EfficientNet-Lite0 converted to TFLite (--torch)",
+            # the script's float64 result is cast to float32 here; the float model only accepts float32
+            scale=1 / 255, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
+    Recipe(name="tf_slim_mobilenet_quant",
+           summary="TF-slim quantization-aware MobileNets (TFLite hosted models, uint8 in, 1001 outputs)",
+           layout="NHWC",
+           # tf.image.central_crop(0.875) then bilinear resize to the model's size (128/160/192/224, passed as
+           # `size`). keep-aspect means central fraction 1.0 (no crop, stretch) and none is the same stretch.
+           # TF's legacy resize_bilinear has no half-pixel centres and OpenCV has: a sub-pixel shift, within noise.
+           # (The TFLite evaluation tool behind the published numbers rounds crop size and offset: <= 1 px apart.)
+           crop_geometry="central-fraction",
+           quantize="raw-uint8",  # input quantization (1/128, 128) maps 0..255 to [-1, 1) inside the model
+           class_offset=1),
+    Recipe(name="onnx_zoo_mobilenetv2",
+           summary="ONNX model zoo MobileNetV2-1.0 int8 (float input, QLinear ops inside)",
+           layout="NCHW",
+           # the zoo's imagenet_preprocess.py resizes with PIL Image.resize(BILINEAR), which antialiases when
+           # downscaling; OpenCV bilinear does not. (It rounds the long side where we truncate: at most 1 px.)
+           resize="pil-bilinear-antialias",
+           scale=1 / 255, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
+)}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`; RecipeError listing the known names otherwise."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise RecipeError(did_you_mean("recipe", name, RECIPES)) from None
+
+
+def check_tta(tta: str) -> str:
+    """`tta` if it is one of TTA_MODES, else RecipeError naming the choices."""
+    if tta not in TTA_MODES:
+        raise RecipeError(did_you_mean("TTA", str(tta), TTA_MODES))
+    return tta
+
+
+def geometry_is_cacheable(recipe: Recipe, tta: str | None = None) -> bool:
+    """True when geometry() gives a size x size uint8 image from which from_geometry() reproduces preprocess().
+
+    Args:
+        tta: the TTA mode; None answers for every mode at once (False if any mode cannot be cached).
+    """
+    if recipe.normalize_before_resize:
+        return False  # these recipes resize float values; a cached uint8 resize would round differently
+    letterbox_possible = tta in (None, "none") and recipe.none_geometry == "letterbox"
+    return not letterbox_possible  # the letterbox is smaller than size x size until from_geometry() pads it
+
+
+def geometry_key(recipe: Recipe, tta: str, size: int | None = None) -> str:
+    """Text naming everything geometry() output depends on, for cache keys; equal keys give equal images."""
+    check_tta(tta)
+    size = _checked_size(recipe, size)
+    if tta == "none":
+        shape = recipe.none_geometry
+    else:
+        fraction = recipe.crop_fraction if tta == "1-crop" else 1.0
+        shape = f"{recipe.crop_geometry} {fraction!r}"
+    return f"{tta}: {shape}, {recipe.resize}, size {size}"
+
+
+# --- geometry -----------------------------------------------------------------------------------------------------
+
+def geometry(image_rgb_u8: np.ndarray, recipe: Recipe, tta: str, size: int | None = None) -> np.ndarray:
+    """TTA crop/resize of an HxWx3 uint8 image: size x size, except letterbox, which returns the unpadded scaling.
+
+    Args:
+        size: model input size; defaults to recipe.input_size.
+    The letterbox padding is 0 in the normalised domain, so from_geometry() adds it.
+    """
+    check_tta(tta)
+    return _geometry(_checked_image(image_rgb_u8), recipe, tta, _checked_size(recipe, size))
+
+
+def _geometry(image: np.ndarray, recipe: Recipe, tta: str, size: int) -> np.ndarray:
+    if tta == "none" and recipe.none_geometry == "stretch":
+        # whole image, aspect ignored: nothing is lost, shapes are distorted
+        return _resize(image, size, size, recipe.resize)
+    if tta == "none":
+        # letterbox: long side to `size`, aspect kept, nothing lost; padding comes after normalisation
+        return _letterbox_resize(image, size, recipe.resize)
+    fraction = recipe.crop_fraction if tta == "1-crop" else 1.0
+    if recipe.crop_geometry == "short-side":
+        # short side to size/fraction, centre crop: aspect kept, the long side's ends are lost
+        return _short_side_crop(image, size, int(size / fraction), recipe.resize)
+    # central fraction of each side (tf.image.central_crop), then stretch to size x size
+    return _resize(_central_fraction_crop(image, fraction), size, size, recipe.resize)
+
+
+def _short_side_crop(image: np.ndarray, size: int, short_side: int, method: str) -> np.ndarray:
+    height, width = image.shape[:2]
+    if height < width:
+        new_width, new_height = int(width * short_side / height), short_side
+    else:
+        new_width, new_height = short_side, int(height * short_side / width)
+    resized = _resize(image, new_width, new_height, method)
+    top, left = (new_height - size) // 2, (new_width - size) // 2
+    return np.ascontiguousarray(resized[top:top + size, left:left + size])
+
+
+def _central_fraction_crop(image: np.ndarray, fraction: float) -> np.ndarray:
+    # the integer arithmetic of tf.image.central_crop (static shapes): start truncated, size = side - 2 * start
+    if fraction == 1.0:
+        return image
+    height, width = image.shape[:2]
+    top = int((float(height) - float(height) * fraction) / 2)
+    left = int((float(width) - float(width) * fraction) / 2)
+    return image[top:height - top, left:width - left]
+
+
+def _letterbox_resize(image: np.ndarray, size: int, method: str) -> np.ndarray:
+    # numpy float64 arithmetic of the tflite resize_image(): the long side can come out size - 1 (REFERENCE §9.4)
+    shape = np.array(image.shape[:2])
+    scale_long_side = np.max(shape / np.array([size, size]))
+    new_height, new_width = (shape / scale_long_side).astype(int)
+    # the script would crash on a side that rounds to 0 (e.g. 1x1000); keep one pixel instead
+    return _resize(image, max(int(new_width), 1), max(int(new_height), 1), method)
+
+
+def _resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
+    if method == "cv2-bilinear":
+        return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+# --- values -------------------------------------------------------------------------------------------------------
+
+def normalize(image_u8: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """Colour order and values of an HxWx3 uint8 RGB image: float32 (uint8 unchanged for raw-uint8 recipes)."""
+    image = _checked_image(image_u8)
+    if recipe.colour == "BGR":
+        image = image[..., ::-1]
+    if recipe.quantize == "raw-uint8":
+        return np.ascontiguousarray(image)
+    values = image.astype(np.float32)
+    if recipe.scale != 1.0:
+        # the scripts divide (x / 255, x / 127.5); dividing by the reciprocal keeps their float32 rounding
+        values /= np.float32(1.0 / recipe.scale)
+    values -= np.asarray(recipe.mean, dtype=np.float32)
+    values /= np.asarray(recipe.std, dtype=np.float32)
+    if recipe.clip is not None:
+        np.clip(values, recipe.clip[0], recipe.clip[1], out=values)
+    return values
+
+
+def from_geometry(image_u8: np.ndarray, recipe: Recipe, tta: str, size: int | None = None) -> np.ndarray:
+    """Model values from a geometry() output: normalize(), then the letterbox's centred zero padding to size x size."""
+    check_tta(tta)
+    size = _checked_size(recipe, size)
+    values = normalize(image_u8, recipe)
+    if tta == "none" and recipe.none_geometry == "letterbox":
+        return _pad_to_square(values, size)
+    if values.shape[:2] != (size, size):
+        raise ValueError(f"from_geometry: expected a {size}x{size} geometry() output for recipe {recipe.name!r} "
+                         f"TTA {tta}; got {values.shape[1]}x{values.shape[0]}")
+    return values
+
+
+def _pad_to_square(values: np.ndarray, size: int) -> np.ndarray:
+    height, width = values.shape[:2]
+    if (height, width) == (size, size):
+        return values
+    padded = np.zeros((size, size, values.shape[2]), dtype=values.dtype)
+    top, left = (size - height) // 2, (size - width) // 2
+    padded[top:top + height, left:left + width] = values
+    return padded
+
+
+def preprocess(image_rgb_u8: np.ndarray, recipe: Recipe, tta: str, size: int | None = None) -> np.ndarray:
+    """Model values (HxWxC float32, uint8 for raw-uint8) of one decoded RGB image, in the reference scripts' order."""
+    check_tta(tta)
+    image = _checked_image(image_rgb_u8)
+    size = _checked_size(recipe, size)
+    if recipe.normalize_before_resize:
+        # the ailia TFLite 'Caffe' scripts normalise and clip the full image, then resize the float32 values
+        return _pad_to_square(_geometry(normalize(image, recipe), recipe, tta, size), size)
+    return from_geometry(_geometry(image, recipe, tta, size), recipe, tta, size)
+
+
+# --- model input --------------------------------------------------------------------------------------------------
+
+def to_input(batch_nhwc: np.ndarray, recipe: Recipe, spec: TensorSpec) -> np.ndarray:
+    """Lay out (NCHW/NHWC) and quantize a batch of preprocess() outputs for the model input tensor `spec`."""
+    batch = np.asarray(batch_nhwc)
+    if batch.ndim != 4:
+        raise RecipeError(f"recipe {recipe.name!r}: expected a NHWC batch (4 dimensions); got shape {batch.shape}")
+    dtype = np.dtype(spec.dtype)
+    if dtype in (np.uint8, np.int8):
+        batch = _quantize(batch, recipe, spec, dtype)
+    elif dtype.kind == "f":
+        batch = batch.astype(dtype, copy=False)
+    else:
+        raise RecipeError(f"recipe {recipe.name!r}: input tensor {spec.name!r} has dtype {dtype}; "
+                          "only float, uint8 and int8 inputs are supported")
+    if recipe.layout == "NCHW":
+        batch = batch.transpose(0, 3, 1, 2)
+    _check_shape(batch, recipe, spec)
+    return np.ascontiguousarray(batch)
+
+
+def _quantize(batch: np.ndarray, recipe: Recipe, spec: TensorSpec, dtype: np.dtype) -> np.ndarray:
+    if recipe.quantize == "raw-uint8":
+        if dtype != np.uint8 or batch.dtype != np.uint8:
+            raise RecipeError(f"recipe {recipe.name!r} feeds raw uint8 pixels, but input tensor {spec.name!r} "
+                              f"is {dtype} and the batch is {batch.dtype}")
+        return batch
+    if spec.scale is None or spec.zero_point is None or not spec.scale > 0:
+        raise RecipeError(f"recipe {recipe.name!r}: input tensor {spec.name!r} is {dtype} but has no usable "
+                          f"quantization (scale={spec.scale!r}, zero_point={spec.zero_point!r})")
+    # REFERENCE §4.3: q = x / scale + zero_point, clipped to the dtype's range, then astype (truncation)
+    limits = np.iinfo(dtype)
+    q = np.clip(batch.astype(np.float64) / spec.scale + spec.zero_point, limits.min, limits.max)
+    if recipe.quantize_rounding == "round":
+        q = np.rint(q)
+    return q.astype(dtype)
+
+
+def _check_shape(batch: np.ndarray, recipe: Recipe, spec: TensorSpec) -> None:
+    expected = tuple(spec.shape)[1:]
+    got = batch.shape[1:]
+    if len(expected) == 3 and any(e is not None and e > 0 and e != g for e, g in zip(expected, got)):
+        raise RecipeError(f"recipe {recipe.name!r} ({recipe.layout}) gives input shape {got} but tensor "
+                          f"{spec.name!r} expects {expected}: wrong layout or input size for this model?")
+
+
+# --- checks and descriptions --------------------------------------------------------------------------------------
+
+def _checked_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 \
+            or image.shape[0] < 1 or image.shape[1] < 1:
+        got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"expected an HxWx3 uint8 RGB image; got {got}")
+    return image
+
+
+def _checked_size(recipe: Recipe, size: int | None) -> int:
+    if size is None:
+        return recipe.input_size
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise RecipeError(f"recipe {recipe.name!r}: input size must be a positive integer; got {size!r}")
+    return int(size)
+
+
+def _describe_geometry(recipe: Recipe, tta: str, size: int) -> str:
+    how = _RESIZE_WORDS[recipe.resize]
+    before = "normalised, then " if recipe.normalize_before_resize else ""
+    if tta == "none" and recipe.none_geometry == "stretch":
+        return f"{before}whole image stretched to {size}x{size} ({how})"
+    if tta == "none":
+        return f"{before}letterbox: long side to {size} ({how}), padded to {size}x{size} with 0 after normalisation"
+    fraction = recipe.crop_fraction if tta == "1-crop" else 1.0
+    if recipe.crop_geometry == "short-side":
+        return f"{before}short side to {int(size / fraction)} ({how}), centre crop {size}"
+    if fraction == 1.0:
+        return f"{before}whole image stretched to {size}x{size} ({how}; keep-aspect = no central crop)"
+    return f"{before}central {fraction:.1%} crop, stretched to {size}x{size} ({how})"
+
+
+def _describe_values(recipe: Recipe) -> str:
+    if recipe.quantize == "raw-uint8":
+        return "raw uint8 pixels"
+    term = "x" if recipe.scale == 1.0 else f"x/{1.0 / recipe.scale:g}"
+    mean = recipe.mean
+    if (mean, recipe.std) == (_IMAGENET_MEAN, _IMAGENET_STD):
+        return f"({term} - ImageNet mean)/std"
+    if any(mean):
+        term += f" - {mean[0]:g}" if len(set(mean)) == 1 else f" - ({', '.join(f'{m:g}' for m in mean)})"
+    if recipe.std != (1.0, 1.0, 1.0):
+        term = f"({term})/({', '.join(f'{s:g}' for s in recipe.std)})"
+    if term == "x":
+        term = "x (0..255 as float)"
+    if recipe.clip is not None:
+        term += f" clipped to [{recipe.clip[0]:g}, {recipe.clip[1]:g}]"
+    return term
