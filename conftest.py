@@ -1,0 +1,209 @@
+"""pytest options and shared fixtures of the accuracy regression suite (the only pytest-facing module).
+
+Collection reads baselines.yaml only; no model, runtime or image is opened before a case runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("evaluator", "ImageNet accuracy regression suite")
+    group.addoption("--imagenet-dir", type=Path, help="Kaggle ImageNet root. Default: $EVALUATOR_IMAGENET_DIR, "
+                    "else data/imagenet if present, else the 700-image slice in ../shared/fixtures/imagenet")
+    group.addoption("--models-dir", type=Path, help="model files (default: $EVALUATOR_MODELS_DIR or data/models)")
+    group.addoption("--artifacts-dir", type=Path, help="predictions and caches (default: artifacts/)")
+    group.addoption("--baselines", type=Path, default=REPO_ROOT / "baselines.yaml", help="baselines file")
+    group.addoption("--runtime", action="append", default=[],
+                    help="only cases on this runtime (repeatable): ailia, onnxruntime, litert")
+    group.addoption("--limit", "--subset", dest="limit", type=int,
+                    help="evaluate a deterministic class-stratified subset of N images")
+    group.addoption("--recompute", action="store_true", help="ignore stored predictions and run inference again")
+    group.addoption("--update-baselines", action="store_true",
+                    help="record the TOP1/TOP5 of every regression case that ran as a *measured* baseline for its "
+                         "runtime and exact image set (dataset fingerprint) in baselines.yaml, printing old -> new. "
+                         "Documented and official numbers are never changed; other entries are kept.")
+
+
+# --- collection -----------------------------------------------------------------------------------------------
+
+
+def _load_baselines(config):
+    from evaluator.baselines import load_baselines
+
+    if not hasattr(config, "_evaluator_baselines"):
+        config._evaluator_baselines = load_baselines(config.getoption("baselines"))
+    return config._evaluator_baselines
+
+
+def pytest_generate_tests(metafunc):
+    if "regression_case" not in metafunc.fixturenames:
+        return
+    from evaluator.baselines import list_cases
+
+    runtimes = set(metafunc.config.getoption("runtime"))
+    cases = [c for c in list_cases(_load_baselines(metafunc.config)) if not runtimes or c.runtime in runtimes]
+    metafunc.parametrize("regression_case", cases, ids=[c.case_id for c in cases])
+
+
+# --- session state --------------------------------------------------------------------------------------------
+
+
+def _imagenet_dir(config) -> Path:
+    """--imagenet-dir, $EVALUATOR_IMAGENET_DIR, data/imagenet if present, else the shared fixture slice."""
+    from evaluator.locations import fixtures_dir
+
+    option = config.getoption("imagenet_dir")
+    if option:
+        return option
+    if os.environ.get("EVALUATOR_IMAGENET_DIR"):
+        return Path(os.environ["EVALUATOR_IMAGENET_DIR"])
+    local = Path.cwd() / "data" / "imagenet"
+    fixture = fixtures_dir() / "imagenet"
+    return fixture if not local.exists() and fixture.exists() else local
+
+
+class Suite:
+    """What every regression case shares: baselines, dataset, directories, and the measured values to record."""
+
+    def __init__(self, config):
+        from evaluator.locations import default_artifacts_dir, default_models_dir
+
+        self.config = config
+        self.baselines = _load_baselines(config)
+        self.imagenet_dir = _imagenet_dir(config)
+        self.models_dir = config.getoption("models_dir") or default_models_dir()
+        self.artifacts_dir = config.getoption("artifacts_dir") or default_artifacts_dir()
+        self.limit = config.getoption("limit")
+        self.outcomes = []
+        self._dataset = None
+
+    def dataset(self):
+        """The evaluated image set; a missing ImageNet directory is a skip that says where the files go."""
+        from evaluator.dataset import load_dataset, subset
+
+        if self._dataset is None:
+            if not self.imagenet_dir.exists():
+                pytest.skip(f"ImageNet not found at {self.imagenet_dir}: put the Kaggle val images, "
+                            f"LOC_val_solution.csv and LOC_synset_mapping.txt there (see data/README.md) "
+                            f"or pass --imagenet-dir")
+            dataset = load_dataset(self.imagenet_dir)
+            self._dataset = subset(dataset, self.limit) if self.limit else dataset
+        return self._dataset
+
+    def reproduce(self, case) -> str:
+        args = ["pytest", "-k", case.case_id, "--imagenet-dir", str(self.imagenet_dir)]
+        if self.limit:
+            args += ["--limit", str(self.limit)]
+        return shlex.join(args)
+
+    def run(self, case):
+        """Evaluate a case, turning a missing model file or runtime into a skip with the remedy."""
+        from evaluator.errors import RuntimeUnavailable
+        from evaluator.evaluate import ModelFileMissing, evaluate_case
+
+        dataset = self.dataset()
+        workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+        try:
+            outcome = evaluate_case(self.baselines, case, dataset, self.models_dir, self.artifacts_dir,
+                                    recompute=self.config.getoption("recompute"), workers=workers)
+        except (ModelFileMissing, RuntimeUnavailable) as exc:
+            pytest.skip(str(exc))
+        self.outcomes.append(outcome)
+        return outcome
+
+
+def _cores() -> int:
+    from evaluator.pipeline import available_cores
+
+    return available_cores()
+
+
+@pytest.fixture(scope="session")
+def evaluator_suite(request) -> Suite:
+    """Shared state of the regression cases.
+
+    Example:
+        def test_x(evaluator_suite, regression_case):
+            outcome = evaluator_suite.run(regression_case)
+    """
+    return request.config._evaluator_suite
+
+
+def pytest_configure(config):
+    config._evaluator_suite = None
+    config._evaluator_measured = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    try:
+        session.config._evaluator_suite = Suite(session.config)
+    except Exception as exc:  # a malformed baselines.yaml stops the run before any work
+        from evaluator.errors import EvaluatorError
+
+        if isinstance(exc, EvaluatorError):
+            raise pytest.UsageError(str(exc)) from None
+        raise
+
+
+def pytest_report_header(config):
+    if config._evaluator_suite is None:
+        return None
+    suite = config._evaluator_suite
+    return f"evaluator: ImageNet {suite.imagenet_dir}, models {suite.models_dir}, artifacts {suite.artifacts_dir}"
+
+
+# --- recording measured baselines (--update-baselines), xdist-safe ------------------------------------------
+
+
+def record_measured(config, outcome) -> None:
+    """Remember a case's measured values; the controller writes baselines.yaml once at the end."""
+    from evaluator import __version__
+    from evaluator.baselines import MeasuredRecord
+
+    case, meta = outcome.case, outcome.run.meta
+    record = MeasuredRecord(
+        model=case.model, precision=case.precision, tta=case.tta, runtime=case.runtime,
+        runtime_version=meta["runtime_version"], top1=outcome.scores.top1, top5=outcome.scores.top5,
+        n=outcome.scores.n, fingerprint=meta["dataset_fingerprint"], evaluator_version=__version__,
+    )
+    config._evaluator_measured.append(asdict(record))
+    if hasattr(config, "workeroutput"):
+        config.workeroutput["evaluator_measured"] = json.dumps(config._evaluator_measured)
+
+
+def pytest_testnodedown(node, error):
+    """xdist controller: collect what a worker measured."""
+    payload = getattr(node, "workeroutput", {}).get("evaluator_measured")
+    if payload:
+        node.config._evaluator_measured.extend(json.loads(payload))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if hasattr(config, "workerinput") or not config.getoption("update_baselines"):
+        return
+    from evaluator.baselines import MeasuredRecord, update_measured
+
+    records = {(r["model"], r["precision"], r["tta"], r["runtime"], r["fingerprint"]): MeasuredRecord(**r)
+               for r in config._evaluator_measured}
+    changes = update_measured(config.getoption("baselines"), list(records.values())) if records else []
+    config._evaluator_update_lines = changes or ["no regression case ran: nothing recorded"]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = getattr(config, "_evaluator_update_lines", None)
+    if lines:
+        terminalreporter.section("--update-baselines")
+        for line in lines:
+            terminalreporter.write_line(line)

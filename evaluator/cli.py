@@ -1,0 +1,289 @@
+"""`python -m evaluator ...`: predict, accuracy, fetch, list, validate, report, diff."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import EvaluatorError, RuntimeUnavailable
+
+EPILOG_PREDICT = """examples:
+  python -m evaluator predict -m resnet50_chainer --tta 1-crop
+  python -m evaluator predict -m mobilenet_v1_025_128_quant --imagenet-dir ../shared/fixtures/imagenet
+  python -m evaluator predict --model-path ../shared/fixtures/models/mobilenet_v2_1.0_224_quant.tflite \\
+      --recipe tf_slim_mobilenet_quant --tta 1-crop --imagenet-dir ../shared/fixtures/imagenet
+"""
+EPILOG_ACCURACY = """examples:
+  python -m evaluator accuracy -m mobilenet_v1_025_128_quant --imagenet-dir ../shared/fixtures/imagenet
+  python -m evaluator accuracy --predictions evaluation/resnet50/imagenet/predictions --imagenet-dir data/imagenet
+"""
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_argument_group("what to run")
+    which.add_argument("-m", "--model", help="catalogue model name (see `python -m evaluator list`)")
+    which.add_argument("--precision", help="catalogue precision (float, int8, int8-recalib, uint8); default: the first")
+    which.add_argument("--model-path", type=Path, help="any ONNX/TFLite file instead of a catalogue model")
+    which.add_argument("--recipe", help="preprocessing recipe name (required with --model-path)")
+    which.add_argument("--tta", default="1-crop", help="none, keep-aspect or 1-crop (default: 1-crop)")
+    which.add_argument("--runtime", default="auto",
+                       help="ailia, onnxruntime, litert, or auto (ailia where licensed, else by file format)")
+    data = parser.add_argument_group("where")
+    data.add_argument("--imagenet-dir", type=Path, help="Kaggle ImageNet root (default: $EVALUATOR_IMAGENET_DIR or data/imagenet)")
+    data.add_argument("--models-dir", type=Path, help="model files (default: $EVALUATOR_MODELS_DIR or data/models)")
+    data.add_argument("--artifacts-dir", type=Path, help="predictions and caches (default: $EVALUATOR_ARTIFACTS_DIR or artifacts)")
+    data.add_argument("--baselines", type=Path, help="baselines.yaml (default: the repository's)")
+    data.add_argument("--limit", type=int, help="evaluate a deterministic class-stratified subset of N images")
+    speed = parser.add_argument_group("speed (never changes results)")
+    speed.add_argument("--workers", type=int, help="worker processes (default: the cores available)")
+    speed.add_argument("--batch-size", type=int, default=32)
+    speed.add_argument("--no-decode-cache", action="store_true", help="do not cache decoded, cropped images")
+    speed.add_argument("--recompute", action="store_true", help="ignore stored predictions and run again")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser with one subcommand per stage."""
+    parser = argparse.ArgumentParser(prog="python -m evaluator", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("predict", help="predict top-5 for every image", epilog=EPILOG_PREDICT, formatter_class=fmt)
+    _add_run_options(p)
+    p.add_argument("--write-texts", type=Path, help="also write the seed's per-image text files to this directory")
+
+    p = sub.add_parser("accuracy", help="TOP1/TOP5 of stored predictions", epilog=EPILOG_ACCURACY, formatter_class=fmt)
+    _add_run_options(p)
+    p.add_argument("--predictions", type=Path,
+                   help="a predictions artifact directory or a directory of the seed's per-image .txt files")
+    p.add_argument("--output", type=Path, help="results file to write (default: results.txt beside the predictions)")
+
+    p = sub.add_parser("fetch", help="download catalogue model files and check their sha256",
+                       epilog="examples:\n  python -m evaluator fetch -m resnet50_chainer\n  python -m evaluator fetch",
+                       formatter_class=fmt)
+    p.add_argument("-m", "--model", help="one catalogue model (default: all with a URL)")
+    p.add_argument("--precision", help="one precision (default: all)")
+    p.add_argument("--models-dir", type=Path)
+    p.add_argument("--baselines", type=Path)
+
+    p = sub.add_parser("list", help="catalogue models, recipes and regression cases",
+                       epilog="examples:\n  python -m evaluator list", formatter_class=fmt)
+    p.add_argument("--baselines", type=Path)
+
+    p = sub.add_parser("validate", help="check baselines.yaml and the ImageNet directory before a long run",
+                       epilog="examples:\n  python -m evaluator validate --imagenet-dir ../shared/fixtures/imagenet",
+                       formatter_class=fmt)
+    p.add_argument("--baselines", type=Path)
+    p.add_argument("--imagenet-dir", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: map flags to library calls; user errors print one line, not a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RuntimeUnavailable as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except EvaluatorError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished chunks are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+
+
+def _baselines(args):
+    from .baselines import DEFAULT_BASELINES, load_baselines
+
+    return load_baselines(args.baselines or DEFAULT_BASELINES)
+
+
+def _dataset(args):
+    from .dataset import load_dataset, subset
+
+    dataset = load_dataset(args.imagenet_dir)
+    if getattr(args, "limit", None):
+        dataset = subset(dataset, args.limit)
+    return dataset
+
+
+def _run_spec(args):
+    from .evaluate import catalogue_spec, check_runtime, resolve_runtime
+    from .locations import default_models_dir
+    from .pipeline import RunSpec
+    from .preprocess import TTA_MODES, get_recipe
+    from .errors import RecipeError, did_you_mean
+
+    if args.tta not in TTA_MODES:
+        raise RecipeError(did_you_mean("TTA mode", args.tta, TTA_MODES))
+    knobs = dict(workers=args.workers, batch_size=args.batch_size, decode_cache=not args.no_decode_cache)
+    if args.model_path:
+        if not args.recipe:
+            from .preprocess import RECIPES
+
+            raise RecipeError(f"--model-path needs --recipe: a model file does not imply its preprocessing "
+                              f"(recipes: {', '.join(sorted(RECIPES))})")
+        fmt = "onnx" if args.model_path.suffix == ".onnx" else "tflite"
+        spec = RunSpec(model_path=args.model_path, recipe=get_recipe(args.recipe), tta=args.tta,
+                       runtime=resolve_runtime(args.runtime, fmt), **knobs)
+    elif args.model:
+        spec = catalogue_spec(_baselines(args), args.model, args.precision, args.tta, args.runtime,
+                              args.models_dir or default_models_dir(), **knobs)
+        if args.recipe:
+            from dataclasses import replace
+
+            spec = replace(spec, recipe=get_recipe(args.recipe))
+    else:
+        raise EvaluatorError("say what to run: -m MODEL (see `python -m evaluator list`) or --model-path FILE --recipe NAME")
+    check_runtime(spec.runtime)
+    return spec
+
+
+def cmd_predict(args) -> int:
+    from .artifacts import write_prediction_texts
+    from .evaluate import score
+    from .locations import default_artifacts_dir
+    from .pipeline import predict
+
+    spec = _run_spec(args)
+    dataset = _dataset(args)
+    print(dataset.describe())
+    print(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta)}")
+    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute)
+    if run.reused:
+        print(f"reused {run.reused} images from an earlier run, predicted {run.computed}")
+    print(f"predictions: {run.artifact_dir / 'predictions.csv'}")
+    if args.write_texts:
+        write_prediction_texts(run.predictions, args.write_texts, dataset.class_names)
+        print(f"per-image text files: {args.write_texts}")
+    for line in score(run.predictions).lines(dataset.n_listed):
+        print(line)
+    return 0
+
+
+def cmd_accuracy(args) -> int:
+    from .artifacts import PredictionStore, atomic_write_text
+    from .evaluate import score
+
+    dataset = _dataset(args)
+    if args.predictions:
+        predictions, where = _load_any_predictions(args.predictions, dataset)
+    else:
+        run_dir = _stored_run_dir(args, dataset)
+        predictions, where = PredictionStore(run_dir).load(), run_dir
+    lines = score(predictions).lines(dataset.n_listed)
+    for line in lines:
+        print(line)
+    output = args.output or (Path(where) / "results.txt")
+    atomic_write_text(output, "\n".join(lines) + "\n")
+    print(f"results: {output}")
+    return 0
+
+
+def _stored_run_dir(args, dataset) -> Path:
+    """The finished predictions artifact of this model/recipe/TTA/runtime/dataset, without running anything."""
+    from .locations import default_artifacts_dir
+    from .pipeline import artifact_key, inspect_model
+
+    spec = _run_spec(args)
+    key = artifact_key(spec, inspect_model(spec), dataset)
+    directory = (args.artifacts_dir or default_artifacts_dir()) / "predictions" / \
+        f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
+    if not (directory / "meta.json").is_file():
+        raise EvaluatorError(f"no finished predictions for this model, recipe, TTA, runtime and dataset "
+                             f"(looked in {directory}); run `python -m evaluator predict` with the same options first")
+    return directory
+
+
+def _load_any_predictions(path: Path, dataset):
+    """A predictions artifact directory/CSV, or a directory of the seed's per-image text files, with labels."""
+    from .artifacts import PredictionStore, Predictions, read_prediction_texts
+    import numpy as np
+
+    path = Path(path)
+    if (path / "meta.json").is_file() or path.name == "predictions.csv":
+        return PredictionStore(path if path.is_dir() else path.parent).load(), path
+    image_ids, top5_ids = read_prediction_texts(path)
+    label_of = dict(zip(dataset.image_ids, dataset.labels))
+    unknown = [i for i in image_ids if i not in label_of]
+    if unknown:
+        raise EvaluatorError(f"{path}: {len(unknown)} prediction file(s) name images not in the dataset "
+                             f"(first: {unknown[0]})")
+    labels = np.asarray([label_of[i] for i in image_ids], dtype=np.int32)
+    n = len(image_ids)
+    predictions = Predictions(image_ids=np.asarray(image_ids), labels=labels, top5_ids=top5_ids,
+                              top5_scores=np.full((n, 5), np.nan, dtype=np.float32),
+                              errors=np.full(n, "", dtype=str))
+    return predictions, path
+
+
+def cmd_fetch(args) -> int:
+    from .fetch import fetch_model
+    from .locations import default_models_dir
+
+    baselines = _baselines(args)
+    models_dir = args.models_dir or default_models_dir()
+    names = [args.model] if args.model else list(baselines.models)
+    fetched = 0
+    for name in names:
+        entry = baselines.model(name)
+        precisions = [args.precision] if args.precision else list(entry.files)
+        for precision in precisions:
+            model_file = entry.file_for(precision)
+            if not model_file.url:
+                print(f"{name} {precision}: no download URL ({model_file.file} ships with the fixtures)")
+                continue
+            lock = models_dir / "models.lock.json"
+            path = fetch_model(model_file.url, models_dir / model_file.file, model_file.sha256, lock_file=lock)
+            print(f"{name} {precision}: {path}")
+            if model_file.prototxt:
+                base = model_file.url.rsplit("/", 1)[0]
+                fetch_model(f"{base}/{model_file.prototxt}", models_dir / model_file.prototxt, None, lock_file=lock)
+            fetched += 1
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .baselines import list_cases
+    from .preprocess import RECIPES
+
+    baselines = _baselines(args)
+    print("models:")
+    for name, entry in baselines.models.items():
+        print(f"  {name:28s} {entry.format:6s} {', '.join(entry.files)}  {entry.summary}")
+    print("recipes:")
+    for name, recipe in sorted(RECIPES.items()):
+        print(f"  {name:28s} {recipe.summary}")
+    print("cases:")
+    for case in list_cases(baselines):
+        print(f"  {case.case_id}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .dataset import load_dataset
+
+    baselines = _baselines(args)
+    print(f"{baselines.path}: {len(baselines.models)} models, {len(baselines.documented)} documented, "
+          f"{len(baselines.official)} official, {len(baselines.measured)} measured entries")
+    print(load_dataset(args.imagenet_dir).describe())
+    return 0
+
+
+COMMANDS = {"predict": cmd_predict, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
+            "validate": cmd_validate}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
