@@ -1,0 +1,103 @@
+"""Decode one image file to an HxWx3 uint8 RGB array, the same way for every model and runtime.
+
+Images are recognised by content, not by file name: JPEG, PNG and BMP are accepted (a PNG named .JPEG decodes as a
+PNG); anything else is refused. The header is read first, and an image with more than max_pixels pixels (default
+89,478,485, Pillow's limit) is refused without being decoded, as a decompression-bomb guard. A JPEG without an
+end-of-image marker after its last scan and a PNG without its IEND chunk count as truncated and are refused, as are
+empty and unreadable files; the error names the file and the reason. Grayscale, CMYK, palette, alpha and 16-bit images
+all become 8-bit RGB: gray is repeated over three channels, alpha is dropped (not blended), 16-bit values are scaled
+down to 8 bits (high byte), not clipped. EXIF orientation is ignored by default, as the ailia ONNX scripts read images
+with IMREAD_UNCHANGED; exif_transpose=True applies it, as the ailia TFLite scripts' IMREAD_COLOR does. OpenCV decodes;
+Pillow is the fallback for files OpenCV cannot decode.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import BmpImagePlugin, Image, ImageOps, JpegImagePlugin, PngImagePlugin
+
+from evaluator.errors import ImageDecodeError
+
+MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS
+DECODE_POLICY = " ".join(__doc__.split("\n\n", 1)[1].split())
+
+_JPEG_START = b"\xff\xd8\xff"
+_JPEG_START_OF_SCAN = b"\xff\xda"
+_JPEG_END_OF_IMAGE = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END_CHUNK = b"IEND\xaeB`\x82"  # chunk type and its fixed CRC
+_BMP_SIGNATURE = b"BM"
+
+
+def decode_image(path: str | Path, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 RGB per DECODE_POLICY; ImageDecodeError("<path>: <reason>") otherwise."""
+    path = Path(path)
+    data = _read_bytes(path)
+    header = _open_header(path, data)
+    width, height = header.size
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"{path}: image is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
+            "(decompression bomb guard)"
+        )
+    flags = cv2.IMREAD_COLOR if exif_transpose else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if bgr is None:
+        return _decode_with_pil(path, header, exif_transpose)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
+    return data
+
+
+def _open_header(path: Path, data: bytes) -> Image.Image:
+    """Identify the format by content, check completeness and read the header lazily (no pixel data decoded)."""
+    # The plugin classes are used instead of Image.open because Image.open applies Pillow's own global bomb limit
+    # (a warning, an error above twice the limit); here the caller's max_pixels is the only limit.
+    if data.startswith(_JPEG_START):
+        scan = data.rfind(_JPEG_START_OF_SCAN)
+        # 0xFFD9 cannot occur inside entropy-coded data, so a complete JPEG has it after its last scan.
+        if scan < 0 or data.find(_JPEG_END_OF_IMAGE, scan) < 0:
+            raise ImageDecodeError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
+        plugin = JpegImagePlugin.JpegImageFile
+    elif data.startswith(_PNG_SIGNATURE):
+        if data.rfind(_PNG_END_CHUNK) < 0:
+            raise ImageDecodeError(f"{path}: truncated PNG (no IEND chunk)")
+        plugin = PngImagePlugin.PngImageFile
+    elif data.startswith(_BMP_SIGNATURE):
+        plugin = BmpImagePlugin.BmpImageFile
+    else:
+        raise ImageDecodeError(f"{path}: not a JPEG, PNG or BMP image (starts with {data[:8]!r})")
+    try:
+        return plugin(io.BytesIO(data))
+    except Exception as exc:  # Pillow raises assorted types (SyntaxError, OSError, struct.error) for bad headers
+        raise ImageDecodeError(f"{path}: unreadable {plugin.format} header ({exc})") from None
+
+
+def _decode_with_pil(path: Path, image: Image.Image, exif_transpose: bool) -> np.ndarray:
+    try:
+        image.load()
+        if exif_transpose:
+            image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except Exception as exc:  # Pillow reports broken pixel data with assorted types (OSError, SyntaxError, ...)
+        raise ImageDecodeError(f"{path}: cannot decode the {image.format or 'image'} data ({exc})") from None
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+        # 16-bit gray: keep the high byte (scale down); Pillow's own conversion to 8 bits would clip at 255.
+        gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    return np.asarray(image.convert("RGB")).copy()
