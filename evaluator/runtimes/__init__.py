@@ -1,0 +1,60 @@
+"""Runtime adapters by name; each is imported on first use so `import evaluator` needs no ailia or LiteRT.
+
+    runtime = open_runtime("litert", "mobilenet_v1_0.25_128_quant.tflite", num_threads=2)
+    scores = runtime.run(batch)            # float32 (N, 1001), dequantized
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from evaluator.errors import EvaluatorError, ModelError, did_you_mean
+from evaluator.runtimes.base import Runtime, TensorSpec, first_line
+
+__all__ = ["RUNTIMES", "Runtime", "TensorSpec", "open_runtime", "runtime_available", "runtime_for_file"]
+
+# name -> "module:callable(model_path, num_threads=...)"; every adapter module also defines unavailable_reason().
+RUNTIMES = {
+    "onnxruntime": "evaluator.runtimes.onnxruntime:OnnxRuntime",
+    "litert": "evaluator.runtimes.litert:LiteRT",
+    "ailia": "evaluator.runtimes.ailia:open_ailia",
+    "fake": "evaluator.runtimes.fake:FakeRuntime",
+}
+
+# default runtime per model file name ending (longest match first)
+_RUNTIME_BY_SUFFIX = {".fake.json": "fake", ".onnx": "onnxruntime", ".tflite": "litert"}
+
+
+def _adapter_module(name: str):
+    if name not in RUNTIMES:
+        raise EvaluatorError(did_you_mean("runtime", name, RUNTIMES))
+    return importlib.import_module(RUNTIMES[name].partition(":")[0])
+
+
+def open_runtime(name: str, model_path: str | Path, *, num_threads: int | None = None) -> Runtime:
+    """Open `model_path` on runtime `name`; RuntimeUnavailable, ModelError or EvaluatorError (unknown name)."""
+    module = _adapter_module(name)
+    opener = getattr(module, RUNTIMES[name].partition(":")[2])
+    return opener(model_path, num_threads=num_threads)
+
+
+def runtime_for_file(model_path: str | Path) -> str:
+    """Default runtime for a model file: .onnx -> onnxruntime, .tflite -> litert, .fake.json -> fake."""
+    file_name = Path(model_path).name.lower()
+    for suffix, name in _RUNTIME_BY_SUFFIX.items():
+        if file_name.endswith(suffix):
+            return name
+    known = ", ".join(_RUNTIME_BY_SUFFIX)
+    raise ModelError(f"{model_path}: unknown model file type {Path(model_path).suffix or '(no suffix)'!r}; "
+                     f"expected one of {known}")
+
+
+def runtime_available(name: str) -> str | None:
+    """None if runtime `name` can be used here, else the one-line reason (never raises)."""
+    try:
+        return _adapter_module(name).unavailable_reason()
+    except EvaluatorError as error:
+        return first_line(error)
+    except Exception as error:  # a broken install must become a skip reason, not a crash
+        return f"{name}: {type(error).__name__}: {first_line(error)}"

@@ -1,0 +1,129 @@
+"""A deterministic fake runtime for unit tests: the "model" is a small JSON file, its scores a known function.
+
+    model = FakeModel(input_shape=(None, 8, 8, 3), rule="nearest-mean")
+    path = model.save(tmp_path / "tiny.fake.json")
+    runtime = open_runtime("fake", path)
+    runtime.run(np.full((2, 8, 8, 3), 7.2, np.float32)).argmax(1)      # -> [7, 7]
+
+Scores depend only on the input values the runtime receives (quantized inputs are taken as their raw integers):
+- "nearest-mean": m = mean of all values of an image * mean_scale + mean_offset; score[c] = -(c - m)**2, so the class
+  nearest to m wins and its neighbours follow (top-5 of m = 7.2: 7, 8, 6, 9, 5).
+- "linear": score = bias + weights @ channel_means, weights (n_classes, channels), channel axis from `layout`.
+Quantized outputs (output_dtype uint8/int8 with a scale) are quantized with rounding and clipping, then dequantized by
+the shared runtime code, exactly like a real quantized model. The same shape checks as the real adapters apply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.errors import ModelError
+from evaluator.runtimes.base import RuntimeBase, TensorSpec, check_model_file, check_num_threads, check_specs
+
+FORMAT = "evaluator-fake-model/1"
+
+
+def unavailable_reason() -> str | None:
+    """The fake runtime is always available."""
+    return None
+
+
+@dataclass(frozen=True)
+class FakeModel:
+    """Everything that defines a fake model; `save` writes it as JSON, `FakeRuntime` runs it."""
+
+    # input tensor (batch None = any batch size, 1 = fixed batch of one)
+    input_shape: tuple[int | None, ...] = (None, 8, 8, 3)
+    input_dtype: str = "float32"
+    input_scale: float | None = None
+    input_zero_point: int | None = None
+    layout: str = "NHWC"  # where the channel axis is, for the "linear" rule
+    # scores
+    n_classes: int = 1000
+    rule: str = "nearest-mean"  # or "linear"
+    mean_scale: float = 1.0
+    mean_offset: float = 0.0
+    weights: tuple[tuple[float, ...], ...] | None = None  # linear: (n_classes, channels)
+    bias: tuple[float, ...] | None = None  # linear: (n_classes,), zeros when None
+    # output tensor
+    output_dtype: str = "float32"
+    output_scale: float | None = None
+    output_zero_point: int | None = None
+    # failure injection: run() raises RuntimeError after this many successful library calls
+    fail_after_calls: int | None = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model as JSON (name it *.fake.json so runtime_for_file picks "fake") and return the path."""
+        path = Path(path)
+        path.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> FakeModel:
+        """Read a saved model; ModelError naming the file and the key on anything malformed."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ModelError(f"{path}: not a fake model (invalid JSON: {error})") from None
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
+            raise ModelError(f"{path}: not a fake model (missing \"format\": \"{FORMAT}\")")
+        unknown = sorted(set(data) - {field.name for field in fields(cls)})
+        if unknown:
+            raise ModelError(f"{path}: unknown fake model key(s) {', '.join(unknown)}")
+        if "input_shape" in data:
+            data["input_shape"] = tuple(data["input_shape"])
+        model = cls(**data)
+        if model.rule not in ("nearest-mean", "linear") or model.layout not in ("NHWC", "NCHW"):
+            raise ModelError(f"{path}: rule must be nearest-mean or linear and layout NHWC or NCHW")
+        return model
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """float64 (N, n_classes) scores before output quantization (see module docstring)."""
+        values = np.asarray(batch, dtype=np.float64)
+        classes = np.arange(self.n_classes, dtype=np.float64)
+        if self.rule == "nearest-mean":
+            target = values.reshape(len(values), -1).mean(axis=1) * self.mean_scale + self.mean_offset
+            return -((classes[None, :] - target[:, None]) ** 2)
+        channel_axis = 3 if self.layout == "NHWC" else 1
+        pixel_axes = tuple(axis for axis in (1, 2, 3) if axis != channel_axis)
+        channel_means = values.mean(axis=pixel_axes)
+        bias = np.zeros(self.n_classes) if self.bias is None else np.asarray(self.bias, dtype=np.float64)
+        return bias[None, :] + channel_means @ np.asarray(self.weights, dtype=np.float64).T
+
+
+class FakeRuntime(RuntimeBase):
+    """Runs a FakeModel file with the same checks, batching and dequantization as the real adapters."""
+
+    name = "fake"
+    version = "fake 1"
+
+    def __init__(self, model_path: str | Path, *, num_threads: int | None = None):
+        check_num_threads(num_threads)
+        self.model_path = check_model_file(model_path)
+        self.model = FakeModel.load(self.model_path)
+        model = self.model
+        input_spec = TensorSpec("input", model.input_shape, np.dtype(model.input_dtype), model.input_scale,
+                                model.input_zero_point)
+        output_spec = TensorSpec("scores", (model.input_shape[0] if model.input_shape else None, model.n_classes),
+                                 np.dtype(model.output_dtype), model.output_scale, model.output_zero_point)
+        self.input_spec, self.output_spec = check_specs(self.model_path, [input_spec], [output_spec])
+        if model.rule == "linear" and (model.weights is None or np.shape(model.weights)[0] != model.n_classes):
+            raise ModelError(f"{self.model_path}: linear rule needs weights of shape (n_classes, channels)")
+        self.max_batch = model.input_shape[0]
+        self.calls = 0  # library calls made, for tests of batching
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
+        if self.model.fail_after_calls is not None and self.calls >= self.model.fail_after_calls:
+            raise RuntimeError(f"fake runtime: planned failure after {self.calls} calls ({self.model_path})")
+        self.calls += 1
+        scores = self.model.scores(batch)
+        dtype = self.output_spec.dtype
+        if self.output_spec.scale is None or dtype.kind == "f":
+            return scores.astype(dtype)
+        limits = np.iinfo(dtype)
+        quantized = np.round(scores / self.output_spec.scale) + (self.output_spec.zero_point or 0)
+        return np.clip(quantized, limits.min, limits.max).astype(dtype)
