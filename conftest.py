@@ -84,7 +84,6 @@ class Suite:
         self.models_dir = config.getoption("models_dir") or default_models_dir()
         self.artifacts_dir = config.getoption("artifacts_dir") or default_artifacts_dir()
         self.limit = config.getoption("limit")
-        self.outcomes = []
         self._dataset = None
 
     def dataset(self):
@@ -104,6 +103,8 @@ class Suite:
         args = ["pytest", "-k", case.case_id, "--imagenet-dir", str(self.imagenet_dir)]
         if self.limit:
             args += ["--limit", str(self.limit)]
+        if Path(self.baselines.path).resolve() != (REPO_ROOT / "baselines.yaml").resolve():
+            args += ["--baselines", str(self.baselines.path)]
         return shlex.join(args)
 
     def run(self, case):
@@ -117,8 +118,10 @@ class Suite:
             outcome = evaluate_case(self.baselines, case, dataset, self.models_dir, self.artifacts_dir,
                                     recompute=self.config.getoption("recompute"), workers=workers)
         except (ModelFileMissing, RuntimeUnavailable) as exc:
+            from evaluator.evaluate import skipped_result
+
+            record_result(self.config, skipped_result(self.baselines, case, str(exc)))
             pytest.skip(str(exc))
-        self.outcomes.append(outcome)
         return outcome
 
 
@@ -141,7 +144,7 @@ def evaluator_suite(request) -> Suite:
 
 def pytest_configure(config):
     config._evaluator_suite = None
-    config._evaluator_measured = []
+    config._evaluator_shared = {}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -163,42 +166,75 @@ def pytest_report_header(config):
     return f"evaluator: ImageNet {suite.imagenet_dir}, models {suite.models_dir}, artifacts {suite.artifacts_dir}"
 
 
-# --- recording measured baselines (--update-baselines), xdist-safe ------------------------------------------
+# --- what cases report to the controller (xdist-safe): measured values and report rows -----------------------
 
 
-def record_measured(config, outcome) -> None:
-    """Remember a case's measured values; the controller writes baselines.yaml once at the end."""
+def _share(config, key: str, item: dict) -> None:
+    """Keep an item for the controller; an xdist worker sends its list along when it finishes."""
+    config._evaluator_shared.setdefault(key, []).append(item)
+    if hasattr(config, "workeroutput"):
+        config.workeroutput[key] = json.dumps(config._evaluator_shared[key])
+
+
+def pytest_testnodedown(node, error):
+    """xdist controller: collect what a worker measured and reported."""
+    for key, payload in getattr(node, "workeroutput", {}).items():
+        if key.startswith("evaluator_"):
+            node.config._evaluator_shared.setdefault(key, []).extend(json.loads(payload))
+
+
+def record_result(config, result) -> None:
+    """Remember a case's report row (CaseResult) for the end-of-run summary and report."""
+    _share(config, "evaluator_results", asdict(result))
+
+
+def record_measured(config, suite, outcome) -> None:
+    """Write the case's per-image record beside baselines.yaml and remember its measured values;
+    the controller rewrites baselines.yaml once at the end."""
     from evaluator import __version__
-    from evaluator.baselines import MeasuredRecord
+    from evaluator.artifacts import write_predictions_record
+    from evaluator.baselines import MeasuredRecord, record_relpath
 
     case, meta = outcome.case, outcome.run.meta
+    relpath = record_relpath(case.model, case.precision, case.tta, case.runtime, meta["dataset_fingerprint"])
+    write_predictions_record(outcome.run.predictions, Path(suite.baselines.path).parent / relpath)
     record = MeasuredRecord(
         model=case.model, precision=case.precision, tta=case.tta, runtime=case.runtime,
         runtime_version=meta["runtime_version"], top1=outcome.scores.top1, top5=outcome.scores.top5,
         n=outcome.scores.n, fingerprint=meta["dataset_fingerprint"], evaluator_version=__version__,
+        predictions=relpath,
     )
-    config._evaluator_measured.append(asdict(record))
-    if hasattr(config, "workeroutput"):
-        config.workeroutput["evaluator_measured"] = json.dumps(config._evaluator_measured)
-
-
-def pytest_testnodedown(node, error):
-    """xdist controller: collect what a worker measured."""
-    payload = getattr(node, "workeroutput", {}).get("evaluator_measured")
-    if payload:
-        node.config._evaluator_measured.extend(json.loads(payload))
+    _share(config, "evaluator_measured", asdict(record))
 
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    if hasattr(config, "workerinput") or not config.getoption("update_baselines"):
+    if hasattr(config, "workerinput"):
         return
-    from evaluator.baselines import MeasuredRecord, update_measured
+    shared = config._evaluator_shared
+    if config.getoption("update_baselines"):
+        from evaluator.baselines import MeasuredRecord, update_measured
 
-    records = {(r["model"], r["precision"], r["tta"], r["runtime"], r["fingerprint"]): MeasuredRecord(**r)
-               for r in config._evaluator_measured}
-    changes = update_measured(config.getoption("baselines"), list(records.values())) if records else []
-    config._evaluator_update_lines = changes or ["no regression case ran: nothing recorded"]
+        records = {(r["model"], r["precision"], r["tta"], r["runtime"], r["fingerprint"]): MeasuredRecord(**r)
+                   for r in shared.get("evaluator_measured", [])}
+        changes = update_measured(config.getoption("baselines"), list(records.values())) if records else []
+        config._evaluator_update_lines = changes or ["no regression case ran: nothing recorded"]
+    results = shared.get("evaluator_results", [])
+    if any(r["verdict"] != "skip" for r in results):
+        config._evaluator_report = _write_report(config, results)
+
+
+def _write_report(config, rows: list[dict]) -> dict:
+    from evaluator.artifacts import write_json_atomic
+    from evaluator.report import CaseResult, write_report
+
+    suite = config._evaluator_suite
+    results = sorted((CaseResult(**row) for row in rows), key=lambda r: r.case_id)
+    out_dir = suite.artifacts_dir / "report"
+    write_json_atomic(out_dir / "results.json", [asdict(r) for r in results])
+    meta = {"dataset": str(suite.imagenet_dir), "baselines": str(suite.baselines.path)}
+    paths = write_report(results, out_dir, meta)
+    return {"results": results, "paths": paths}
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -207,3 +243,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("--update-baselines")
         for line in lines:
             terminalreporter.write_line(line)
+    report = getattr(config, "_evaluator_report", None)
+    if report:
+        terminalreporter.section("accuracy")
+        terminalreporter.write_line(f"{'case':58s} {'TOP1':>7s} {'expected':>8s} {'delta':>8s} {'band':>7s} "
+                                    f"{'n':>6s}  verdict")
+        for r in report["results"]:
+            if r.verdict == "skip":
+                continue
+            terminalreporter.write_line(
+                f"{r.case_id:58s} {r.top1:7.4f} {r.expected_top1:8.4f} {r.top1 - r.expected_top1:+8.4f} "
+                f"{r.band_top1:7.4f} {r.n:6d}  {r.verdict}")
+        terminalreporter.write_line(f"report: {report['paths']['report']}  plot: {report['paths']['plot']}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import gzip
 import hashlib
 import io
 import json
@@ -66,10 +67,11 @@ def fsync_directory(directory: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Replace `path` with `data` atomically; on failure the previous file stays as it was."""
+    """Replace `path` with `data` atomically (creating its directory); on failure the previous file stays as it was."""
     path = Path(path)
     tmp_name = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as tmp_file:
             tmp_file.write(data)
@@ -337,8 +339,7 @@ class PredictionStore:
         predictions = self.load_parts()
         with contextlib.suppress(FileNotFoundError):
             self.meta_path.unlink()
-        csv_bytes = predictions.to_frame().to_csv(index=False, float_format=SCORE_FORMAT, na_rep="nan",
-                                                  lineterminator="\n").encode("utf-8")
+        csv_bytes = _csv_bytes(predictions)
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.csv_path, csv_bytes)
         table = {"rows": len(predictions), "sha256": hashlib.sha256(csv_bytes).hexdigest()}
@@ -371,6 +372,26 @@ class PredictionStore:
             raise ArtifactError(f"{self.csv_path}: {len(predictions)} rows, "
                                 f"{self.meta_path.name} says {table.get('rows')}")
         return predictions
+
+
+def _csv_bytes(predictions: Predictions) -> bytes:
+    return predictions.to_frame().to_csv(index=False, float_format=SCORE_FORMAT, na_rep="nan",
+                                         lineterminator="\n").encode("utf-8")
+
+
+def write_predictions_record(predictions: Predictions, path: str | os.PathLike) -> None:
+    """A compact, reproducible (gzip mtime 0) copy of a predictions table, e.g. beside baselines.yaml."""
+    atomic_write_bytes(path, gzip.compress(_csv_bytes(predictions.sorted_by_id()), mtime=0))
+
+
+def read_predictions_record(path: str | os.PathLike) -> Predictions:
+    """Read a table written by write_predictions_record (ArtifactError naming the file on damage)."""
+    path = Path(path)
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ArtifactError(f"{path}: cannot read per-image record: {exc}") from exc
+    return read_predictions_csv(path, data)
 
 
 def read_predictions_csv(path: Path, data: bytes | None = None) -> Predictions:

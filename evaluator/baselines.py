@@ -54,6 +54,7 @@ class Policy:
     documented: float
     cross_runtime: float
     measured: float
+    paired_alpha: float  # McNemar p-value below which a paired TOP1 loss fails a case even inside the band
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,11 @@ def _parse_policy(raw: dict, problems: list[str]) -> Policy:
     if not isinstance(z, (int, float)) or not 0 < z < 10:
         problems.append(f"policy.z: {z!r} must be a number in (0, 10)")
         z = 1.96
-    return Policy(z=float(z), **values)
+    alpha = raw.get("paired_alpha")
+    if not isinstance(alpha, float) or not 0 < alpha < 0.5:
+        problems.append(f"policy.paired_alpha: {alpha!r} must be a p-value in (0, 0.5)")
+        alpha = 0.01
+    return Policy(z=float(z), paired_alpha=alpha, **values)
 
 
 def _parse_sources(raw: dict, problems: list[str]) -> dict[str, dict]:
@@ -348,7 +353,31 @@ def judge(metric: str, measured: float, expected: float, n: int, n_population: i
     return Judgement(metric, measured, expected, band, n, n_population)
 
 
+def case_verdict(judgements: list[Judgement], paired=None, failed_images: int = 0,
+                 alpha: float = 0.01) -> tuple[bool, str]:
+    """The whole pass/fail rule of a case: (passed, why).
+
+    Damaged images fail the case. With a per-image baseline, identical predictions pass whatever the band says,
+    and a significant paired TOP1 loss (exact McNemar p < alpha) fails even inside the band.
+    """
+    if failed_images:
+        return False, f"{failed_images} image(s) could not be evaluated"
+    if paired is not None and paired.n_common and paired.identical_predictions:
+        return True, f"identical per-image predictions on {paired.n_common} images"
+    if paired is not None and paired.top1_lost > paired.top1_gained and paired.top1_p < alpha:
+        return False, f"significant paired TOP1 loss (p={paired.top1_p:.2g} < {alpha})"
+    failed = [j.metric for j in judgements if not j.passed]
+    if failed:
+        return False, f"{' and '.join(failed)} outside the band"
+    return True, "inside the band"
+
+
 # --- update -----------------------------------------------------------------------------------------------
+
+
+def record_relpath(model: str, precision: str, tta: str, runtime: str, fingerprint: str) -> str:
+    """Where a measured baseline's per-image record lives, relative to baselines.yaml."""
+    return f"baselines/{model}-{precision}-{tta}-{runtime}-{fingerprint}.csv.gz"
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import Predictions
-from .baselines import Baselines, Case, Choice, Judgement, choose_expected, judge
+import numpy as np
+
+from .artifacts import Predictions, read_predictions_record
+from .baselines import Baselines, Case, Choice, Judgement, case_verdict, choose_expected, judge
 from .dataset import Dataset
 from .errors import EvaluatorError, RuntimeUnavailable
-from .metrics import accuracy, topk_hits, wilson_interval
+from .metrics import PairedComparison, accuracy, largest_class_changes, paired_compare, topk_hits, wilson_interval
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
 from .preprocess import get_recipe
@@ -89,11 +91,18 @@ class CaseOutcome:
     scores: Scores
     choice: Choice
     judgements: list[Judgement]
+    alpha: float
     failed_images: dict[str, str] = field(default_factory=dict)
+    paired: PairedComparison | None = None
+    baseline_predictions: Predictions | None = None
+
+    @property
+    def verdict(self) -> tuple[bool, str]:
+        return case_verdict(self.judgements, self.paired, len(self.failed_images), self.alpha)
 
     @property
     def passed(self) -> bool:
-        return all(j.passed for j in self.judgements) and not self.failed_images
+        return self.verdict[0]
 
 
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
@@ -114,13 +123,21 @@ def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir
                                 baselines.policy.z))
     errors = run.predictions.errors
     failed = {str(i): str(e) for i, e in zip(run.predictions.image_ids[errors != ""], errors[errors != ""])}
-    return CaseOutcome(case, run, scores, choice, judgements, failed)
+    outcome = CaseOutcome(case, run, scores, choice, judgements, baselines.policy.paired_alpha, failed)
+    if expected.predictions:
+        outcome.baseline_predictions = read_predictions_record(baselines.path.parent / expected.predictions)
+        outcome.paired = paired_compare(outcome.baseline_predictions, run.predictions)
+    return outcome
 
 
-def failure_message(outcome: CaseOutcome, reproduce: str) -> str:
-    """Measured, expected, band, n, basis and the command to reproduce, for a failed case."""
-    lines = [f"{outcome.case.case_id}: accuracy outside the band ({outcome.choice.basis})"]
-    lines += ["  " + j.describe() + ("" if j.passed else "  <-- FAIL") for j in outcome.judgements]
+def failure_message(outcome: CaseOutcome, reproduce: str, class_names=None) -> str:
+    """Measured, expected, band, n, basis, paired numbers and the command to reproduce, for a failed case."""
+    lines = [f"{outcome.case.case_id}: {outcome.verdict[1]} ({outcome.choice.basis})"]
+    lines += ["  " + j.describe() + ("" if j.passed else "  <-- outside") for j in outcome.judgements]
+    if outcome.paired is not None:
+        lines.append("  per image against the recorded baseline: " + outcome.paired.summary(class_names=class_names))
+        lines += ["  " + line for line in class_change_lines(outcome.baseline_predictions, outcome.run.predictions,
+                                                             class_names, k=3)]
     if outcome.failed_images:
         shown = list(outcome.failed_images.items())[:10]
         lines.append(f"  {len(outcome.failed_images)} image(s) could not be evaluated:")
@@ -128,3 +145,58 @@ def failure_message(outcome: CaseOutcome, reproduce: str) -> str:
     lines.append(f"  recipe: {outcome.run.meta.get('recipe_summary', '')}")
     lines.append(f"  reproduce: {reproduce}")
     return "\n".join(lines)
+
+
+def class_change_lines(baseline: Predictions, candidate: Predictions, class_names=None, k: int = 10) -> list[str]:
+    """The classes whose TOP1 changed most between two runs, on the images both share."""
+    common = np.intersect1d(baseline.image_ids, candidate.image_ids)
+    if not len(common):
+        return []
+    a, b = baseline.select(common), candidate.select(common)
+    changes = largest_class_changes(a.labels, topk_hits(a.top5_ids, a.labels)[0],
+                                    b.labels, topk_hits(b.top5_ids, b.labels)[0], k=k)
+    lines = []
+    for class_index, acc_a, acc_b, n in changes:
+        name = f" {class_names[class_index]}" if class_names is not None else ""
+        lines.append(f"class {class_index}{name}: TOP1 {acc_a:.2f} -> {acc_b:.2f} ({n} images)")
+    return lines
+
+
+def report_group(baselines: Baselines, case: Case, expected_runtime_version: str = "") -> str:
+    """The seed README's section a case belongs to: ONNX, tflite, TensorFlow or official."""
+    if case.kind == "official":
+        return "official"
+    if baselines.models[case.model].format == "onnx":
+        return "ONNX"
+    return "TensorFlow" if expected_runtime_version.startswith("TensorFlow") else "tflite"
+
+
+def case_result(baselines: Baselines, outcome: CaseOutcome, verdict: str):
+    """The report row of a case that ran."""
+    from .report import CaseResult
+
+    by_metric = {j.metric: j for j in outcome.judgements}
+    expected, meta = outcome.choice.expected, outcome.run.meta
+    note = outcome.verdict[1]
+    if outcome.paired is not None:
+        note += "; " + outcome.paired.summary()
+    return CaseResult(
+        case_id=outcome.case.case_id, model=outcome.case.model, precision=outcome.case.precision,
+        tta=outcome.case.tta, runtime=outcome.case.runtime,
+        group=report_group(baselines, outcome.case, expected.runtime_version),
+        top1=outcome.scores.top1, top5=outcome.scores.top5, n=outcome.scores.n,
+        n_population=meta.get("n_listed"), expected_top1=expected.top1, expected_top5=expected.top5,
+        band_top1=by_metric["TOP1"].band, band_top5=by_metric["TOP5"].band if "TOP5" in by_metric else None,
+        verdict=verdict, note=note, runtime_version=meta.get("runtime_version", ""),
+        dataset_fingerprint=meta.get("dataset_fingerprint", ""), date=meta.get("date", ""),
+    )
+
+
+def skipped_result(baselines: Baselines, case: Case, reason: str):
+    """The report row of a case that could not run."""
+    from .report import CaseResult
+
+    return CaseResult(case_id=case.case_id, model=case.model, precision=case.precision, tta=case.tta,
+                      runtime=case.runtime, group=report_group(baselines, case), top1=None, top5=None, n=0,
+                      n_population=None, expected_top1=None, expected_top5=None, band_top1=None, band_top5=None,
+                      verdict="skip", note=reason)

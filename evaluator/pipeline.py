@@ -348,7 +348,7 @@ def _meta(spec: RunSpec, info: ModelInfo, dataset: Dataset, key: str, elapsed_s:
         "runtime": spec.runtime,
         "runtime_version": info.runtime_version,
         "recipe": spec.recipe.name,
-        "recipe_summary": spec.recipe.describe(spec.tta),
+        "recipe_summary": spec.recipe.describe(spec.tta, size=info.input_size),
         "tta": spec.tta,
         "input_size": info.input_size,
         "dataset_root": str(dataset.root),
