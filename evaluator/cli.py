@@ -72,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  python -m evaluator list", formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
 
+    p = sub.add_parser("report", help="markdown report and PNG plot of the last pytest run's cases",
+                       epilog="examples:\n  python -m evaluator report\n"
+                              "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report",
+                       formatter_class=fmt)
+    p.add_argument("--results", type=Path, help="results.json written by pytest (default: artifacts/report/results.json)")
+    p.add_argument("--out", type=Path, help="output directory (default: beside the results)")
+
+    p = sub.add_parser("diff", help="image-by-image comparison of two runs (gained, lost, McNemar p, classes)",
+                       epilog="examples:\n  python -m evaluator diff artifacts/predictions/RUN_A artifacts/predictions/RUN_B\n"
+                              "  python -m evaluator diff baselines/CASE-FINGERPRINT.csv.gz artifacts/predictions/RUN",
+                       formatter_class=fmt)
+    p.add_argument("baseline", type=Path, help="predictions artifact directory, predictions.csv or a .csv.gz record")
+    p.add_argument("candidate", type=Path, help="the same, for the run compared with the baseline")
+    p.add_argument("--imagenet-dir", type=Path, help="only for class names in the output")
+    p.add_argument("--classes", type=int, default=10, help="how many most-changed classes to list")
+
     p = sub.add_parser("validate", help="check baselines.yaml and the ImageNet directory before a long run",
                        epilog="examples:\n  python -m evaluator validate --imagenet-dir ../shared/fixtures/imagenet",
                        formatter_class=fmt)
@@ -281,8 +297,58 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .artifacts import read_json
+    from .locations import default_artifacts_dir
+    from .report import CaseResult, markdown_report, plot_results
+    from .artifacts import atomic_write_text
+
+    results_path = args.results or default_artifacts_dir() / "report" / "results.json"
+    if not results_path.is_file():
+        raise EvaluatorError(f"{results_path} not found: run the regression cases first (`python -m pytest -m regression`)")
+    results = [CaseResult(**row) for row in read_json(results_path)]
+    out = args.out or results_path.parent
+    atomic_write_text(out / "report.md", markdown_report(results))
+    plot_results(results, out / "accuracy.png")
+    print(f"report: {out / 'report.md'}\nplot: {out / 'accuracy.png'}")
+    return 0
+
+
+def load_predictions(path: Path):
+    """Predictions from an artifact directory, its predictions.csv, or a per-image record (.csv.gz)."""
+    from .artifacts import PredictionStore, read_predictions_record
+
+    path = Path(path)
+    if path.suffix == ".gz":
+        return read_predictions_record(path)
+    directory = path if path.is_dir() else path.parent
+    if not (directory / "meta.json").is_file():
+        raise EvaluatorError(f"{path}: not a finished predictions artifact (no meta.json) nor a .csv.gz record")
+    return PredictionStore(directory).load()
+
+
+def cmd_diff(args) -> int:
+    from .evaluate import class_change_lines, score
+    from .metrics import paired_compare
+
+    baseline, candidate = load_predictions(args.baseline), load_predictions(args.candidate)
+    names = None
+    if args.imagenet_dir:
+        from .dataset import load_dataset
+
+        names = load_dataset(args.imagenet_dir).class_names
+    for label, predictions in (("baseline", baseline), ("candidate", candidate)):
+        scores = score(predictions)
+        print(f"{label:9s} n={scores.n}  TOP1 {scores.top1:.4f} [{scores.top1_interval[0]:.4f}, "
+              f"{scores.top1_interval[1]:.4f}]  TOP5 {scores.top5:.4f}")
+    print(paired_compare(baseline, candidate).summary(worst=5, class_names=names))
+    for line in class_change_lines(baseline, candidate, names, k=args.classes):
+        print("  " + line)
+    return 0
+
+
 COMMANDS = {"predict": cmd_predict, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
-            "validate": cmd_validate}
+            "validate": cmd_validate, "report": cmd_report, "diff": cmd_diff}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ def test_accuracy(regression_case, evaluator_suite, request, record_property):
         record_property(f"{judgement.metric}_expected", judgement.expected)
         record_property(f"{judgement.metric}_band", round(judgement.band, 6))
     record_property("n_images", outcome.scores.n)
+    record_property("images_predicted", outcome.run.computed)
     record_property("verdict_reason", outcome.verdict[1])
     if request.config.getoption("update_baselines") and not outcome.failed_images:
         record_measured(request.config, evaluator_suite, outcome)
