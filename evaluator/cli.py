@@ -245,28 +245,32 @@ def _load_any_predictions(path: Path, dataset):
 
 
 def cmd_fetch(args) -> int:
+    from .errors import FetchError
     from .fetch import fetch_model
     from .locations import default_models_dir
 
     baselines = _baselines(args)
     models_dir = args.models_dir or default_models_dir()
-    names = [args.model] if args.model else list(baselines.models)
-    fetched = 0
-    for name in names:
+    lock = models_dir / "models.lock.json"
+    failures = []
+    for name in [args.model] if args.model else list(baselines.models):
         entry = baselines.model(name)
-        precisions = [args.precision] if args.precision else list(entry.files)
-        for precision in precisions:
+        for precision in [args.precision] if args.precision else list(entry.files):
             model_file = entry.file_for(precision)
             if not model_file.url:
                 print(f"{name} {precision}: no download URL ({model_file.file} ships with the fixtures)")
                 continue
-            lock = models_dir / "models.lock.json"
-            path = fetch_model(model_file.url, models_dir / model_file.file, model_file.sha256, lock_file=lock)
-            print(f"{name} {precision}: {path}")
+            urls = [(model_file.url, model_file.file, model_file.sha256)]
             if model_file.prototxt:
-                base = model_file.url.rsplit("/", 1)[0]
-                fetch_model(f"{base}/{model_file.prototxt}", models_dir / model_file.prototxt, None, lock_file=lock)
-            fetched += 1
+                urls.append((model_file.url.rsplit("/", 1)[0] + "/" + model_file.prototxt, model_file.prototxt, None))
+            for url, file, sha256 in urls:
+                try:
+                    print(f"{name} {precision}: {fetch_model(url, models_dir / file, sha256, lock_file=lock)}")
+                except FetchError as exc:  # one unreachable file does not stop the others
+                    failures.append(str(exc))
+                    print(f"{name} {precision}: {exc}", file=sys.stderr)
+    if failures:
+        raise EvaluatorError(f"{len(failures)} download(s) failed; the others are in {models_dir}")
     return 0
 
 
