@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import BaselinesError, did_you_mean
 from .locations import REPO_ROOT
 from .metrics import band as band_half_width
-from .models import ModelEntry, parse_models
+from .models import ModelEntry, check_keys, parse_models
 from .preprocess import TTA_MODES
 
 DEFAULT_BASELINES = REPO_ROOT / "baselines.yaml"
@@ -157,13 +157,8 @@ def _parse_policy(raw: dict, problems: list[str]) -> Policy:
 def _parse_sources(raw: dict, problems: list[str]) -> dict[str, dict]:
     for name, source in raw.items():
         where = f"sources.{name}"
-        if not isinstance(source, dict):
-            problems.append(f"{where}: expected a mapping")
+        if not check_keys(source, where, _SOURCE_KEYS, _SOURCE_KEYS, problems):
             continue
-        for key in sorted(set(source) - _SOURCE_KEYS):
-            problems.append(f"{where}.{key}: unknown key")
-        for key in sorted(_SOURCE_KEYS - set(source)):
-            problems.append(f"{where}: missing key {key!r}")
         if source.get("kind") not in ("documented", "official"):
             problems.append(f"{where}.kind: {source.get('kind')!r} must be documented or official")
         if not isinstance(source.get("n"), int) or source.get("n", 0) <= 0:
@@ -198,14 +193,7 @@ def _parse_entries(raw: dict, section: str, sources: dict, models, problems: lis
     seen = {}
     for i, entry in enumerate(raw.get(section) or []):
         where = f"{section}[{i}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: expected a mapping")
-            continue
-        for key in sorted(set(entry) - _ENTRY_KEYS):
-            problems.append(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(_ENTRY_KEYS))})")
-        missing = [key for key in ("model", "precision", "tta", "top1", "source") if key not in entry]
-        problems.extend(f"{where}: missing key {key!r}" for key in missing)
-        if missing:
+        if not check_keys(entry, where, _ENTRY_KEYS, {"model", "precision", "tta", "top1", "source"}, problems):
             continue
         _check_case_keys(entry, where, models, problems)
         source = sources.get(entry.get("source"))
@@ -236,15 +224,8 @@ def _parse_measured(raw: list, models, problems: list[str]):
     seen = {}
     for i, entry in enumerate(raw):
         where = f"measured[{i}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: expected a mapping")
-            continue
-        for key in sorted(set(entry) - _MEASURED_KEYS):
-            problems.append(f"{where}.{key}: unknown key")
-        missing = sorted(_MEASURED_KEYS - set(entry) - {"predictions", "evaluator_version"})
-        for key in missing:
-            problems.append(f"{where}: missing key {key!r}")
-        if missing:
+        if not check_keys(entry, where, _MEASURED_KEYS, _MEASURED_KEYS - {"predictions", "evaluator_version"},
+                          problems):
             continue
         _check_case_keys(entry, where, models, problems)
         if not isinstance(entry["n"], int) or entry["n"] <= 0:

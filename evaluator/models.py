@@ -48,6 +48,18 @@ _MODEL_KEYS = {"summary", "format", "recipe", "classes", "files"}
 _FILE_KEYS = {"file", "url", "sha256", "prototxt", "recipe"}
 
 
+def check_keys(entry, where: str, allowed: set, required: set, problems: list[str]) -> bool:
+    """Append unknown-key and missing-key problems of one YAML mapping; False when it cannot be used at all."""
+    if not isinstance(entry, dict):
+        problems.append(f"{where}: expected a mapping")
+        return False
+    for key in sorted(set(entry) - allowed):
+        problems.append(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    missing = sorted(required - set(entry))
+    problems.extend(f"{where}: missing key {key!r}" for key in missing)
+    return not missing
+
+
 def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
     """Build the catalogue from the raw `models:` mapping, appending every problem found (key path: what)."""
     from .preprocess import RECIPES
@@ -55,13 +67,9 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
     models = {}
     for name, entry in (raw or {}).items():
         where = f"models.{name}"
+        check_keys(entry, where, _MODEL_KEYS, _MODEL_KEYS, problems)
         if not isinstance(entry, dict):
-            problems.append(f"{where}: expected a mapping")
             continue
-        for key in sorted(set(entry) - _MODEL_KEYS):
-            problems.append(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(_MODEL_KEYS))})")
-        for key in sorted(_MODEL_KEYS - set(entry)):
-            problems.append(f"{where}: missing key {key!r}")
         if entry.get("format") not in FORMAT_RUNTIMES:
             problems.append(f"{where}.format: {entry.get('format')!r} is not one of {', '.join(FORMAT_RUNTIMES)}")
         if entry.get("classes") not in (1000, 1001):
@@ -69,11 +77,9 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
         files = {}
         for precision, spec in (entry.get("files") or {}).items():
             fwhere = f"{where}.files.{precision}"
+            check_keys(spec, fwhere, _FILE_KEYS, {"file"}, problems)
             if not isinstance(spec, dict):
-                problems.append(f"{fwhere}: expected a mapping")
                 continue
-            for key in sorted(set(spec) - _FILE_KEYS):
-                problems.append(f"{fwhere}.{key}: unknown key (allowed: {', '.join(sorted(_FILE_KEYS))})")
             recipe = spec.get("recipe", entry.get("recipe"))
             if recipe not in RECIPES:
                 problems.append(f"{fwhere}: " + did_you_mean("recipe", str(recipe), RECIPES))
