@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BaselinesError, did_you_mean
@@ -287,7 +287,7 @@ def choose_expected(baselines: Baselines, case: Case, fingerprint: str | None) -
         if entry.runtime == case.runtime:
             return Choice(entry, _tol(entry, policy.documented), f"documented for {entry.runtime_version}")
     entry = documented[0]
-    return Choice(replace(entry), max(_tol(entry, policy.documented), policy.cross_runtime),
+    return Choice(entry, max(_tol(entry, policy.documented), policy.cross_runtime),
                   f"documented for {entry.runtime_version}, another runtime: cross-runtime tolerance")
 
 

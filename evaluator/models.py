@@ -83,6 +83,9 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
             recipe = spec.get("recipe", entry.get("recipe"))
             if recipe not in RECIPES:
                 problems.append(f"{fwhere}: " + did_you_mean("recipe", str(recipe), RECIPES))
+            elif entry.get("classes") in (1000, 1001) and entry["classes"] - RECIPES[recipe].class_offset != 1000:
+                problems.append(f"{fwhere}: recipe {recipe} has class offset {RECIPES[recipe].class_offset}, "
+                                f"which does not fit {entry['classes']} classes")
             _check_file_spec(spec, fwhere, entry.get("format"), problems)
             files[precision] = ModelFile(
                 file=str(spec.get("file")), url=spec.get("url"), sha256=spec.get("sha256"),

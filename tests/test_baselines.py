@@ -56,6 +56,8 @@ def _copy(tmp_path: Path) -> Path:
     (("tta: keep-aspect, top1: 0.7444", "tta: keep_aspect, top1: 0.7444"), "did you mean keep-aspect?"),
     (("recipe: resnet50_chainer", "recipe: resnet50_chainr"), "did you mean resnet50_chainer?"),
     (("classes: 1001", "classes: 10"), "must be 1000 or 1001"),
+    (("recipe: onnx_zoo_mobilenetv2\n    classes: 1000", "recipe: onnx_zoo_mobilenetv2\n    classes: 1001"),
+     "recipe onnx_zoo_mobilenetv2 has class offset 0, which does not fit 1001 classes"),
     (("schema: 1", "schema: 1\nextra: true"), "extra: unknown top-level key"),
 ])
 def test_malformed_file_names_the_key_path(tmp_path, edit, expected):
