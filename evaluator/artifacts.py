@@ -116,14 +116,25 @@ def read_json(path: str | os.PathLike):
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, timeout: float | None = None):
-    """Hold an exclusive cross-process lock on `<path>.lock` (filelock.Timeout after `timeout` seconds)."""
+    """Hold an exclusive cross-process lock on `<path>.lock` (filelock.Timeout after `timeout` seconds).
+
+    A directory that cannot be created or written raises ArtifactError naming the lock file.
+    """
     import filelock
 
     lock_path = Path(str(path) + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(lock_path), timeout=-1 if timeout is None else timeout)
-    with lock:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except filelock.Timeout:
+        raise
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {lock_path}: {exc.strerror or exc}") from exc
+    try:
         yield lock
+    finally:
+        lock.release()
 
 
 def _json_default(value):

@@ -106,15 +106,28 @@ def load_baselines(path: str | Path = DEFAULT_BASELINES) -> Baselines:
     if not path.is_file():
         raise BaselinesError(f"{path}: baselines file not found")
     try:
-        raw = _yaml().load(path.read_text(encoding="utf-8"))
+        # The safe loader builds plain types only: a tag such as !!python/object is refused, never constructed.
+        from ruamel.yaml import YAML
+
+        raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
     except Exception as exc:  # ruamel raises many parser error types
-        raise BaselinesError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise _yaml_error(path, exc) from None
     problems: list[str] = []
     baselines = _parse(path, raw, problems)
     if problems:
         listing = "\n  ".join(problems)
         raise BaselinesError(f"{path}: {len(problems)} problem(s):\n  {listing}")
     return baselines
+
+
+def _yaml_error(path: Path, exc: Exception) -> BaselinesError:
+    """One line naming the file, the line and the parser's problem (e.g. a duplicate key or an unsafe tag)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+    if "constructor for the tag" in problem:
+        problem += " (only plain YAML values are accepted; tags such as !!python/object are refused)"
+    return BaselinesError(f"{where}: not valid YAML: {problem}")
 
 
 def _parse(path: Path, raw, problems: list[str]) -> Baselines | None:

@@ -21,6 +21,17 @@ EPILOG_ACCURACY = """examples:
 """
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_argument_group("what to run")
     which.add_argument("-m", "--model", help="catalogue model name (see `python -m evaluator list`)")
@@ -35,10 +46,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--models-dir", type=Path, help="model files (default: $EVALUATOR_MODELS_DIR or data/models)")
     data.add_argument("--artifacts-dir", type=Path, help="predictions and caches (default: $EVALUATOR_ARTIFACTS_DIR or artifacts)")
     data.add_argument("--baselines", type=Path, help="baselines.yaml (default: the repository's)")
-    data.add_argument("--limit", type=int, help="evaluate a deterministic class-stratified subset of N images")
+    data.add_argument("--limit", type=_positive_int, help="evaluate a deterministic class-stratified subset of N images")
     speed = parser.add_argument_group("speed (never changes results)")
-    speed.add_argument("--workers", type=int, help="worker processes (default: the cores available)")
-    speed.add_argument("--batch-size", type=int, default=32)
+    speed.add_argument("--workers", type=_positive_int, help="worker processes (default: the cores available)")
+    speed.add_argument("--batch-size", type=_positive_int, default=32)
+    speed.add_argument("--chunk-size", type=_positive_int, default=256,
+                       help="images per resumable chunk: an interrupted run loses at most one chunk per worker")
     speed.add_argument("--no-decode-cache", action="store_true", help="do not cache decoded, cropped images")
     speed.add_argument("--recompute", action="store_true", help="ignore stored predictions and run again")
 
@@ -93,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
     p.add_argument("--imagenet-dir", type=Path)
+    for subparser in sub.choices.values():  # --debug also works after the subcommand
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
@@ -143,7 +158,8 @@ def _run_spec(args):
 
     if args.tta not in TTA_MODES:
         raise RecipeError(did_you_mean("TTA mode", args.tta, TTA_MODES))
-    knobs = dict(workers=args.workers, batch_size=args.batch_size, decode_cache=not args.no_decode_cache)
+    knobs = dict(workers=args.workers, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                 decode_cache=not args.no_decode_cache)
     if args.model_path:
         if not args.recipe:
             from .preprocess import RECIPES

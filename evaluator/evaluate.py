@@ -10,7 +10,7 @@ import numpy as np
 from .artifacts import Predictions, read_predictions_record
 from .baselines import Baselines, Case, Choice, Judgement, case_verdict, choose_expected, judge
 from .dataset import Dataset
-from .errors import EvaluatorError, RuntimeUnavailable
+from .errors import EvaluatorError, RuntimeUnavailable, did_you_mean
 from .metrics import PairedComparison, accuracy, largest_class_changes, paired_compare, topk_hits, wilson_interval
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
@@ -74,9 +74,11 @@ def catalogue_spec(baselines: Baselines, model: str, precision: str | None, tta:
 
 
 def check_runtime(runtime: str) -> None:
-    """RuntimeUnavailable with the one-line reason when a runtime cannot be used here."""
-    from .runtimes import runtime_available
+    """EvaluatorError listing the runtimes for an unknown name; RuntimeUnavailable with the reason when unusable."""
+    from .runtimes import RUNTIMES, runtime_available
 
+    if runtime not in RUNTIMES:  # a typo is the user's error (exit 2), not a runtime to skip
+        raise EvaluatorError(did_you_mean("runtime", runtime, [*RUNTIMES, "auto"]))
     reason = runtime_available(runtime)
     if reason is not None:
         raise RuntimeUnavailable(reason)

@@ -215,7 +215,6 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str]) ->
     """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there."""
     from .preprocess import geometry
 
-    config.cache_dir.mkdir(parents=True, exist_ok=True)
     cache_file = config.cache_dir / f"{chunk_key}.npz"
     if cache_file.is_file():
         try:

@@ -9,6 +9,8 @@ Scores depend only on the input values the runtime receives (quantized inputs ar
 - "nearest-mean": m = mean of all values of an image * mean_scale + mean_offset; score[c] = -(c - m)**2, so the class
   nearest to m wins and its neighbours follow (top-5 of m = 7.2: 7, 8, 6, 9, 5).
 - "linear": score = bias + weights @ channel_means, weights (n_classes, channels), channel axis from `layout`.
+Fault injection: `non_finite_above` turns every score of an image whose mean input value exceeds it into NaN (or
+inf), `fail_after_calls` makes run() raise; `delay_s` and `calls_file` slow down and count library calls.
 Quantized outputs (output_dtype uint8/int8 with a scale) are quantized with rounding and clipping, then dequantized by
 the shared runtime code, exactly like a real quantized model. The same shape checks as the real adapters apply.
 """
@@ -16,6 +18,7 @@ the shared runtime code, exactly like a real quantized model. The same shape che
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -55,6 +58,13 @@ class FakeModel:
     output_zero_point: int | None = None
     # failure injection: run() raises RuntimeError after this many successful library calls
     fail_after_calls: int | None = None
+    # failure injection: every score of an image whose mean input value is above this is `non_finite_value`
+    non_finite_above: float | None = None
+    non_finite_value: str = "nan"  # "nan", "inf" or "-inf"
+    # instrumentation for interruption and concurrency tests: a pause per library call, and a file to which each
+    # call appends one line with its number of images (appends of a few bytes are atomic across processes)
+    delay_s: float = 0.0
+    calls_file: str | None = None
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (name it *.fake.json so runtime_for_file picks "fake") and return the path."""
@@ -79,20 +89,29 @@ class FakeModel:
         model = cls(**data)
         if model.rule not in ("nearest-mean", "linear") or model.layout not in ("NHWC", "NCHW"):
             raise ModelError(f"{path}: rule must be nearest-mean or linear and layout NHWC or NCHW")
+        if model.non_finite_value not in ("nan", "inf", "-inf"):
+            raise ModelError(f"{path}: non_finite_value must be nan, inf or -inf")
+        if model.non_finite_above is not None and model.output_scale is not None:
+            raise ModelError(f"{path}: non_finite_above needs float outputs (a quantized output cannot hold NaN)")
         return model
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
         """float64 (N, n_classes) scores before output quantization (see module docstring)."""
         values = np.asarray(batch, dtype=np.float64)
-        classes = np.arange(self.n_classes, dtype=np.float64)
+        image_means = values.reshape(len(values), -1).mean(axis=1)
         if self.rule == "nearest-mean":
-            target = values.reshape(len(values), -1).mean(axis=1) * self.mean_scale + self.mean_offset
-            return -((classes[None, :] - target[:, None]) ** 2)
-        channel_axis = 3 if self.layout == "NHWC" else 1
-        pixel_axes = tuple(axis for axis in (1, 2, 3) if axis != channel_axis)
-        channel_means = values.mean(axis=pixel_axes)
-        bias = np.zeros(self.n_classes) if self.bias is None else np.asarray(self.bias, dtype=np.float64)
-        return bias[None, :] + channel_means @ np.asarray(self.weights, dtype=np.float64).T
+            classes = np.arange(self.n_classes, dtype=np.float64)
+            target = image_means * self.mean_scale + self.mean_offset
+            scores = -((classes[None, :] - target[:, None]) ** 2)
+        else:
+            channel_axis = 3 if self.layout == "NHWC" else 1
+            pixel_axes = tuple(axis for axis in (1, 2, 3) if axis != channel_axis)
+            channel_means = values.mean(axis=pixel_axes)
+            bias = np.zeros(self.n_classes) if self.bias is None else np.asarray(self.bias, dtype=np.float64)
+            scores = bias[None, :] + channel_means @ np.asarray(self.weights, dtype=np.float64).T
+        if self.non_finite_above is not None:
+            scores[image_means > self.non_finite_above] = float(self.non_finite_value)
+        return scores
 
 
 class FakeRuntime(RuntimeBase):
@@ -120,6 +139,11 @@ class FakeRuntime(RuntimeBase):
         if self.model.fail_after_calls is not None and self.calls >= self.model.fail_after_calls:
             raise RuntimeError(f"fake runtime: planned failure after {self.calls} calls ({self.model_path})")
         self.calls += 1
+        if self.model.delay_s:
+            time.sleep(self.model.delay_s)
+        if self.model.calls_file is not None:
+            with open(self.model.calls_file, "a", encoding="utf-8") as calls:
+                calls.write(f"{len(batch)}\n")
         scores = self.model.scores(batch)
         dtype = self.output_spec.dtype
         if self.output_spec.scale is None or dtype.kind == "f":
