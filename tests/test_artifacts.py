@@ -203,14 +203,15 @@ def test_store_resumes_from_chunks_and_finalizes_sorted(tmp_path):
     resumed.write_chunk(chunks[1])
     assert sorted(p.name for p in resumed.parts_dir.iterdir()) == [
         f"part-{IDS[0]}-10.npz", f"part-{IDS[10]}-10.npz", f"part-{IDS[20]}-10.npz"]
-    csv_path = resumed.finalize({"model": "resnet50", "n_images": 30})
+    finalized = resumed.finalize({"model": "resnet50", "n_images": 30})
 
-    assert csv_path == tmp_path / "run" / "predictions.csv"
+    assert resumed.csv_path == tmp_path / "run" / "predictions.csv"
     assert resumed.is_complete()
     assert not resumed.parts_dir.exists()
     assert resumed.meta()["model"] == "resnet50"
     loaded = PredictionStore(tmp_path / "run").load()
     assert_same_predictions(loaded, everything)
+    assert_same_predictions(finalized, loaded)  # finalize returns exactly what is read back
     assert loaded.errors[4].endswith("second line")
     assert resumed.done_ids() == set(IDS)
     with pytest.raises(ArtifactError, match="already finalized"):
@@ -374,3 +375,19 @@ def test_meta_json_is_plain_json_with_the_table_record(tmp_path):
     assert meta["n_images"] == 2 and meta["predictions_csv"]["rows"] == 2
     with pytest.raises(ArtifactError, match="reserved"):
         PredictionStore(tmp_path / "other").finalize({"predictions_csv": 1})
+
+
+def test_predictions_csv_reads_the_same_with_pandas_and_the_evaluator(tmp_path):
+    import pandas as pd
+
+    store = PredictionStore(tmp_path / "run")
+    written = make_predictions(IDS, failed={IDS[1]})  # an error text with a comma, quotes and a newline
+    store.write_chunk(written)
+    store.finalize({})
+
+    by_pandas = Predictions.from_frame(pd.read_csv(store.csv_path, keep_default_na=False, na_values=["nan"]))
+    for table in (store.load(), by_pandas):
+        np.testing.assert_array_equal(table.image_ids, written.image_ids)
+        np.testing.assert_array_equal(table.top5_ids, written.top5_ids)
+        np.testing.assert_array_equal(table.top5_scores, written.top5_scores)  # %.9g round-trips float32 exactly
+        np.testing.assert_array_equal(table.errors, written.errors)
