@@ -48,9 +48,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--baselines", type=Path, help="baselines.yaml (default: the repository's)")
     data.add_argument("--limit", type=_positive_int, help="evaluate a deterministic class-stratified subset of N images")
     speed = parser.add_argument_group("speed (never changes results)")
-    speed.add_argument("--workers", type=_positive_int, help="worker processes (default: the cores available)")
+    speed.add_argument("--workers", type=_positive_int, help="worker threads (default: the cores available)")
     speed.add_argument("--batch-size", type=_positive_int, default=32)
-    speed.add_argument("--chunk-size", type=_positive_int, default=256,
+    speed.add_argument("--chunk-size", type=_positive_int, default=32,
                        help="images per resumable chunk: an interrupted run loses at most one chunk per worker")
     speed.add_argument("--no-decode-cache", action="store_true", help="do not cache decoded, cropped images")
     speed.add_argument("--recompute", action="store_true", help="ignore stored predictions and run again")

@@ -66,9 +66,10 @@ def _open_header(path: Path, data: bytes) -> Image.Image:
     # The plugin classes are used instead of Image.open because Image.open applies Pillow's own global bomb limit
     # (a warning, an error above twice the limit); here the caller's max_pixels is the only limit.
     if data.startswith(_JPEG_START):
-        scan = data.rfind(_JPEG_START_OF_SCAN)
-        # 0xFFD9 cannot occur inside entropy-coded data, so a complete JPEG has it after its last scan.
-        if scan < 0 or data.find(_JPEG_END_OF_IMAGE, scan) < 0:
+        # 0xFFD9 cannot occur inside entropy-coded data, so a complete JPEG has it after its last scan. Searched as
+        # "no scan after the last end-of-image marker", which reads only the file's head and tail.
+        end = data.rfind(_JPEG_END_OF_IMAGE)
+        if data.find(_JPEG_START_OF_SCAN) < 0 or end < 0 or data.find(_JPEG_START_OF_SCAN, end) >= 0:
             raise ImageDecodeError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
         plugin = JpegImagePlugin.JpegImageFile
     elif data.startswith(_PNG_SIGNATURE):

@@ -1,9 +1,10 @@
 """The predict loop: dataset + model + recipe + TTA + runtime -> a per-image predictions artifact.
 
-Work is split into fixed chunks of the sorted image list. Each worker process owns one runtime with a deliberate
-number of threads and does decode -> TTA geometry -> normalisation -> batched inference -> top-5 for a chunk, so
-every core does useful work without shipping tensors between processes. Finished chunks are written atomically;
-a rerun skips them (resume), and a finished artifact is reused as long as its cache key matches.
+Work is split into fixed chunks of the sorted image list. Worker threads, one per core, each own one runtime with a
+deliberate number of threads (1) and do decode -> TTA geometry -> normalisation -> batched inference -> top-5 for a
+chunk. The decoded geometry of each chunk is cached on disk where that is bit-identical, so a second model with the
+same geometry decodes nothing. Finished chunks are written atomically; a rerun skips them (resume), and a finished
+artifact is reused as long as its cache key matches.
 """
 
 from __future__ import annotations
@@ -11,24 +12,26 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
+import json
 import os
 import sys
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .artifacts import Predictions, PredictionStore, atomic_write_bytes, cache_key, file_lock
+from .artifacts import Predictions, PredictionStore, atomic_write_bytes, cache_key, file_lock, read_json
 from .dataset import Dataset
-from .errors import ImageDecodeError, ModelError
+from .errors import ArtifactError, ImageDecodeError, ModelError
 from .preprocess import Recipe
 
 # Bump when the pipeline's output for the same inputs changes, so old artifacts are not reused.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 TOP_K = 5
 
 
@@ -41,10 +44,10 @@ class RunSpec:
     tta: str
     runtime: str
     # throughput knobs; they never change the predictions
-    workers: int | None = None        # None: the cores this process may use
+    workers: int | None = None        # worker threads; None: the cores this process may use
     threads_per_worker: int = 1
     batch_size: int = 32
-    chunk_size: int = 256
+    chunk_size: int = 32              # images per resumable, cacheable unit of work
     decode_cache: bool = True
     exif_transpose: bool = False
 
@@ -135,34 +138,17 @@ class _WorkerConfig:
     cache_dir: Path | None  # decode cache directory for this geometry, None when not cacheable or disabled
 
 
-_WORKER: dict = {}
-
-
-def _worker_init(config: _WorkerConfig) -> None:
-    from .runtimes import open_runtime
-
-    _WORKER["config"] = config
-    _WORKER["runtime"] = open_runtime(config.spec.runtime, config.spec.model_path,
-                                      num_threads=config.spec.threads_per_worker)
-
-
-def _worker_close() -> None:
-    runtime = _WORKER.pop("runtime", None)
-    if runtime is not None:
-        runtime.close()
-
-
-def _predict_chunk(task: tuple[str, list[str], list[str], np.ndarray]) -> Predictions:
-    """Decode, preprocess and classify one chunk of images in this worker."""
+def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], list[str], np.ndarray],
+                   stop: threading.Event, save: Callable[[Path, bytes], None]) -> Predictions:
+    """Decode, preprocess and classify one chunk of images with this thread's runtime."""
     chunk_key, image_ids, paths, labels = task
-    config: _WorkerConfig = _WORKER["config"]
-    images, errors = _model_inputs(config, chunk_key, paths)
+    images, errors = _model_inputs(config, chunk_key, paths, save)
     n = len(image_ids)
     top5_ids = np.full((n, TOP_K), -1, dtype=np.int32)
     top5_scores = np.full((n, TOP_K), np.nan, dtype=np.float32)
     ok = [i for i, error in enumerate(errors) if not error]
     if ok:
-        scores = _run_batches(config, images, ok)
+        scores = _run_batches(config, runtime, images, ok, stop)
         finite = np.isfinite(scores).all(axis=1)
         for j, i in enumerate(ok):
             if not finite[j]:
@@ -184,7 +170,8 @@ def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np
     return order.astype(np.int32), np.take_along_axis(scores, order, axis=1).astype(np.float32)
 
 
-def _model_inputs(config: _WorkerConfig, chunk_key: str, paths: list[str]) -> tuple[list, list[str]]:
+def _model_inputs(config: _WorkerConfig, chunk_key: str, paths: list[str],
+                  save: Callable[[Path, bytes], None]) -> tuple[list, list[str]]:
     """Per image: the preprocessed HWC array (or None) and an error string ('' when fine)."""
     from .preprocess import from_geometry, preprocess
 
@@ -199,7 +186,7 @@ def _model_inputs(config: _WorkerConfig, chunk_key: str, paths: list[str]) -> tu
                 arrays.append(None)
                 errors.append(str(exc))
         return arrays, errors
-    geometries, errors = _cached_geometry(config, chunk_key, paths)
+    geometries, errors = _cached_geometry(config, chunk_key, paths, save)
     arrays = [None if error else from_geometry(g, spec.recipe, spec.tta, size=size)
               for g, error in zip(geometries, errors)]
     return arrays, errors
@@ -211,18 +198,28 @@ def _decode(path: str, spec: RunSpec) -> np.ndarray:
     return decode_image(Path(path), exif_transpose=spec.exif_transpose)
 
 
-def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str]) -> tuple[np.ndarray, list[str]]:
-    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there."""
+def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
+                     save: Callable[[Path, bytes], None]) -> tuple[np.ndarray, list[str]]:
+    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there.
+
+    An entry is two files: `<chunk>.errors.json` (the decode error of each image, '' when fine), then `<chunk>.npy`
+    (the images, zeros where decoding failed), whose presence marks the entry complete. Plain .npy, not .npz: it loads
+    without zip parsing and checksumming, which matters when the model is fast. `save` writes a file atomically, in
+    order, off this thread.
+    """
     from .preprocess import geometry
 
-    cache_file = config.cache_dir / f"{chunk_key}.npz"
-    if cache_file.is_file():
+    images_file = config.cache_dir / f"{chunk_key}.npy"
+    errors_file = config.cache_dir / f"{chunk_key}.errors.json"
+    size = config.input_size
+    if images_file.is_file():
         try:
-            with np.load(cache_file, allow_pickle=False) as stored:
-                return stored["images"], [str(e) for e in stored["errors"]]
-        except (OSError, ValueError, KeyError):
+            images, errors = np.load(images_file, allow_pickle=False), read_json(errors_file)
+            if images.shape == (len(paths), size, size, 3) and images.dtype == np.uint8 and len(errors) == len(paths):
+                return images, [str(error) for error in errors]
+        except (OSError, ValueError, ArtifactError):
             pass  # a damaged cache entry is recomputed and replaced
-    spec, size = config.spec, config.input_size
+    spec = config.spec
     images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     errors = []
     for i, path in enumerate(paths):
@@ -231,23 +228,29 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str]) ->
             errors.append("")
         except ImageDecodeError as exc:
             errors.append(str(exc))
+    save(errors_file, json.dumps(errors).encode("utf-8"))
     buffer = io.BytesIO()
-    np.savez(buffer, images=images, errors=np.asarray(errors, dtype=str))
-    atomic_write_bytes(cache_file, buffer.getvalue())
+    np.save(buffer, images, allow_pickle=False)
+    save(images_file, buffer.getvalue())
     return images, errors
 
 
-def _run_batches(config: _WorkerConfig, images: list, ok: list[int]) -> np.ndarray:
+def _run_batches(config: _WorkerConfig, runtime, images: list, ok: list[int], stop: threading.Event) -> np.ndarray:
     from .preprocess import to_input
 
-    runtime = _WORKER["runtime"]
     batch_size = config.spec.batch_size if runtime.max_batch is None else min(config.spec.batch_size,
                                                                               runtime.max_batch)
     outputs = []
     for start in range(0, len(ok), batch_size):
+        if stop.is_set():  # the run is being abandoned (interrupt or another chunk's error): stop promptly
+            raise _Abandoned
         batch = np.stack([images[i] for i in ok[start:start + batch_size]])
         outputs.append(runtime.run(to_input(batch, config.spec.recipe, runtime.input_spec)))
     return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+class _Abandoned(Exception):
+    """Raised in a worker thread whose chunk is no longer wanted."""
 
 
 # --- the run ----------------------------------------------------------------------------------------------
@@ -292,8 +295,8 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         config = _WorkerConfig(spec, info.input_size, geometry_cache_dir(artifacts_dir, spec, info.input_size))
         _run_chunks(config, chunks, store, _Progress(todo, progress, reused))
         meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused)
-        store.finalize(meta)
-        return RunResult(store.load(), store.meta(), reused=reused, computed=todo, artifact_dir=directory)
+        predictions = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
+        return RunResult(predictions, store.meta(), reused=reused, computed=todo, artifact_dir=directory)
 
 
 def _chunks(dataset: Dataset, chunk_size: int):
@@ -306,37 +309,80 @@ def _chunks(dataset: Dataset, chunk_size: int):
 
 
 def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: "_Progress") -> None:
+    """Run the chunks on worker threads, one runtime each, and store each finished chunk as it arrives.
+
+    Threads, not processes: JPEG decoding, resizing and inference all release the GIL, so the threads keep every core
+    busy without starting interpreters or shipping arrays between processes. At most two chunks per thread are in
+    flight, so memory does not grow with the dataset.
+    """
+    from .runtimes import open_runtime
+
     workers = min(config.spec.workers or available_cores(), max(1, len(chunks)))
-    if workers <= 1:
-        _worker_init(config)
-        try:
-            for chunk in chunks:
-                store.write_chunk(_predict_chunk(chunk))
-                progress.advance(len(chunk[1]))
-        finally:
-            _worker_close()
-            progress.close()
-        return
-    # spawn, not fork: the parent may already hold runtime thread pools, which do not survive a fork.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(config,)) as pool:
-        pending = set()
-        queue = iter(chunks)
-        for chunk in queue:  # keep at most two chunks per worker in flight: memory stays flat
-            pending.add(pool.submit(_predict_chunk, chunk))
+    local, opened, opened_lock = threading.local(), [], threading.Lock()
+    stop = threading.Event()
+
+    def work(chunk):
+        if not hasattr(local, "runtime"):
+            local.runtime = open_runtime(config.spec.runtime, config.spec.model_path,
+                                         num_threads=config.spec.threads_per_worker)
+            with opened_lock:
+                opened.append(local.runtime)
+        return _predict_chunk(config, local.runtime, chunk, stop, save)
+
+    # Decode-cache entries are written by one more thread: its fsyncs then never leave a core idle.
+    writer, writes = ThreadPoolExecutor(1, thread_name_prefix="evaluator-cache-writer"), []
+
+    def save(path: Path, data: bytes) -> None:
+        writes.append(writer.submit(atomic_write_bytes, path, data))
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="evaluator-worker")
+    previous_cv2_threads = _single_threaded_opencv()
+    try:
+        pending: set = set()
+        for chunk in chunks:
+            pending.add(pool.submit(work, chunk))
             if len(pending) >= 2 * workers:
-                pending = _drain(pending, store, progress, FIRST_COMPLETED)
-        _drain(pending, store, progress, None)
-    progress.close()
+                pending = _store_finished(pending, store, progress, FIRST_COMPLETED)
+        _store_finished(pending, store, progress, ALL_COMPLETED)
+        writer.shutdown(wait=True)
+        for write in writes:
+            write.result()  # a cache entry that could not be written is an error (ArtifactError names the file)
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True)
+        _restore_opencv_threads(previous_cv2_threads)
+        for runtime in opened:
+            runtime.close()
+        progress.close()
 
 
-def _drain(pending: set, store: PredictionStore, progress: "_Progress", return_when) -> set:
-    done, pending = wait(pending, return_when=return_when or "ALL_COMPLETED")
-    for future in done:
-        chunk = future.result()
-        store.write_chunk(chunk)
-        progress.advance(len(chunk.image_ids))
+def _store_finished(pending: set, store: PredictionStore, progress: "_Progress", return_when: str) -> set:
+    done, pending = wait(pending, return_when=return_when)
+    failed = [future for future in done if future.exception() is not None]
+    for future in done:  # every finished chunk is stored before a failure is raised
+        if future not in failed:
+            chunk = future.result()
+            store.write_chunk(chunk)
+            progress.advance(len(chunk.image_ids))
+    if failed:
+        failed[0].result()
     return pending
+
+
+def _single_threaded_opencv() -> int:
+    # Each worker thread already has a core; OpenCV's own resize threads would only compete with them.
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    return previous
+
+
+def _restore_opencv_threads(previous: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(previous)
 
 
 def _meta(spec: RunSpec, info: ModelInfo, dataset: Dataset, key: str, elapsed_s: float, reused: int) -> dict:

@@ -187,11 +187,16 @@ class RuntimeBase:
         check_batch(self.model_path, self.input_spec, batch)
         if len(batch) == 0:
             return np.zeros((0, class_count(self.output_spec.shape) or 0), dtype=np.float32)
-        return run_in_batches(batch, self.max_batch, self._scores)
+        # Raw outputs are gathered and dequantized once per batch: a batch-1 model loops without per-image numpy work.
+        raw = run_in_batches(batch, self.max_batch, self._checked_invoke)
+        return as_scores(self.model_path, dequantize(raw, self.output_spec), len(batch))
 
-    def _scores(self, batch: np.ndarray) -> np.ndarray:
-        raw = self._invoke(batch)
-        return as_scores(self.model_path, dequantize(np.asarray(raw), self.output_spec), len(batch))
+    def _checked_invoke(self, batch: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self._invoke(batch))
+        if raw.ndim == 0 or raw.shape[0] != len(batch):
+            raise ModelError(f"{self.model_path}: output shape {raw.shape} does not hold one row per image "
+                             f"({len(batch)} images)")
+        return raw
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
         """One library call on exactly the batch given (at most max_batch images); returns the raw first output."""

@@ -1,0 +1,122 @@
+"""The predict pipeline's speed machinery never changes a prediction: worker threads, chunking and the decode cache."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from imagenet_factory import make_imagenet
+
+import evaluator.pipeline as pipeline
+from evaluator.dataset import load_dataset
+from evaluator.decode import decode_image
+from evaluator.pipeline import RunSpec, predict
+from evaluator.preprocess import from_geometry, get_recipe, preprocess
+from evaluator.runtimes.fake import FakeModel
+
+N_IMAGES = 30
+# 8x8 input; the class follows the mean input value, so any change in a pixel's arithmetic shows up in the top-5.
+MODEL = FakeModel(input_shape=(None, 8, 8, 3), mean_scale=2000.0, mean_offset=500.0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet")
+    make_imagenet(root, n_images=N_IMAGES, n_classes=7)
+    return load_dataset(root)
+
+
+@pytest.fixture
+def spec(tmp_path):
+    return RunSpec(MODEL.save(tmp_path / "model.fake.json"), get_recipe("mobilenet_keras"), "1-crop", "fake",
+                   chunk_size=4, batch_size=3)
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Paths decoded by the pipeline during the test, in order."""
+    seen = []
+    real_decode = pipeline._decode
+
+    def counting_decode(path, spec):
+        seen.append(path)
+        return real_decode(path, spec)
+
+    monkeypatch.setattr(pipeline, "_decode", counting_decode)
+    return seen
+
+
+def same_predictions(a, b) -> bool:
+    return (np.array_equal(a.image_ids, b.image_ids) and np.array_equal(a.top5_ids, b.top5_ids)
+            and np.array_equal(a.top5_scores, b.top5_scores) and np.array_equal(a.errors, b.errors))
+
+
+def test_predictions_do_not_depend_on_workers_chunks_or_batches(dataset, spec, tmp_path):
+    runs = [predict(dataset, replace(spec, **knobs), tmp_path / f"artifacts-{i}").predictions
+            for i, knobs in enumerate([dict(workers=1, chunk_size=N_IMAGES, batch_size=1),
+                                       dict(workers=3, chunk_size=4, batch_size=3),
+                                       dict(workers=2, chunk_size=7, batch_size=32, decode_cache=False)])]
+
+    assert len(runs[0]) == N_IMAGES and len(set(runs[0].top5_ids[:, 0].tolist())) > 3  # the model discriminates
+    assert all(same_predictions(runs[0], run) for run in runs[1:])
+
+
+def test_decode_cache_serves_a_second_model_with_the_same_geometry_bit_identically(dataset, spec, tmp_path, decodes):
+    artifacts = tmp_path / "artifacts"
+    first = predict(dataset, spec, artifacts)
+    assert len(decodes) == N_IMAGES
+    entries = sorted(p.name for p in (artifacts / "decode-cache").rglob("*") if p.is_file())
+    assert len(entries) == 2 * 8 and all(not name.startswith(".") for name in entries)  # 8 chunks, no temp files
+
+    other_model = replace(MODEL, mean_offset=490.0).save(tmp_path / "other.fake.json")
+    second = predict(dataset, replace(spec, model_path=other_model), artifacts)
+    uncached = predict(dataset, replace(spec, model_path=other_model, decode_cache=False), tmp_path / "uncached")
+
+    assert len(decodes) == 2 * N_IMAGES  # the second model decoded nothing; the uncached run decoded everything
+    assert same_predictions(second.predictions, uncached.predictions)
+    assert not same_predictions(first.predictions, second.predictions)  # a different model, really run
+
+
+def test_a_recipe_that_normalises_before_resizing_is_never_served_from_the_cache(dataset, spec, tmp_path, decodes):
+    keras = replace(spec, recipe=get_recipe("resnet50_keras"))
+    predict(dataset, keras, tmp_path / "artifacts")
+    predict(dataset, keras, tmp_path / "artifacts", recompute=True)
+
+    assert len(decodes) == 2 * N_IMAGES
+    assert not (tmp_path / "artifacts" / "decode-cache").exists()
+
+
+def test_damaged_cache_entries_are_recomputed(dataset, spec, tmp_path, decodes):
+    artifacts = tmp_path / "artifacts"
+    reference = predict(dataset, spec, artifacts).predictions
+    images = sorted((artifacts / "decode-cache").rglob("*.npy"))
+    images[0].write_bytes(images[0].read_bytes()[:100])  # truncated
+    images[1].write_bytes(b"not an array")
+    next(iter(sorted((artifacts / "decode-cache").rglob("*.errors.json")))).write_text("[")  # chunk 0's errors too
+
+    again = predict(dataset, spec, artifacts, recompute=True).predictions
+
+    assert len(decodes) == N_IMAGES + 2 * 4  # only the two damaged chunks were decoded again
+    assert same_predictions(reference, again)
+
+
+def test_cached_geometry_reproduces_the_full_preprocessing(dataset, spec, tmp_path):
+    run = predict(dataset, spec, tmp_path / "artifacts")
+    (cached,) = [p for p in (tmp_path / "artifacts" / "decode-cache").rglob("*-00000-4.npy")]
+    stored = np.load(cached)
+    for i, image_id in enumerate(dataset.image_ids[:4]):
+        direct = preprocess(decode_image(dataset.image_path(image_id)), spec.recipe, spec.tta, size=8)
+        np.testing.assert_array_equal(from_geometry(stored[i], spec.recipe, spec.tta, size=8), direct)
+    assert run.computed == N_IMAGES
+
+
+def test_a_failing_chunk_keeps_the_chunks_finished_before_it(dataset, tmp_path):
+    failing = replace(MODEL, fail_after_calls=3).save(tmp_path / "failing.fake.json")  # one call per chunk
+    spec = RunSpec(Path(failing), get_recipe("mobilenet_keras"), "1-crop", "fake", chunk_size=4, batch_size=4,
+                   workers=1)
+    with pytest.raises(RuntimeError, match="planned failure"):
+        predict(dataset, spec, tmp_path / "artifacts")
+    parts = list((tmp_path / "artifacts").rglob("parts/part-*.npz"))
+    assert len(parts) == 3  # the chunks finished before the failure are kept for the next run
