@@ -19,6 +19,7 @@ computes in float64 (ImageNet mean/std, x/127.5 - 1 on uint8 for int8 models) th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -311,10 +312,17 @@ def normalize(image_u8: np.ndarray, recipe: Recipe) -> np.ndarray:
     """Colour order and values of an HxWx3 uint8 RGB image: float32 (uint8 unchanged for raw-uint8 recipes)."""
     image = _checked_image(image_u8)
     if recipe.colour == "BGR":
-        image = image[..., ::-1]
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if recipe.quantize == "raw-uint8":
         return np.ascontiguousarray(image)
-    values = image.astype(np.float32)
+    # Each output value depends only on its uint8 input and channel, so a 256-entry table per channel holding
+    # normalize_values() of every level gives exactly the same floats, in one pass that releases the GIL.
+    return cv2.LUT(np.ascontiguousarray(image), _value_table(recipe))
+
+
+def normalize_values(values_u8: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """The scripts' float32 arithmetic on (already colour-ordered) uint8 values: scale, mean, std, clip."""
+    values = values_u8.astype(np.float32)
     if recipe.scale != 1.0:
         # the scripts divide (x / 255, x / 127.5); dividing by the reciprocal keeps their float32 rounding
         values /= np.float32(1.0 / recipe.scale)
@@ -323,6 +331,12 @@ def normalize(image_u8: np.ndarray, recipe: Recipe) -> np.ndarray:
     if recipe.clip is not None:
         np.clip(values, recipe.clip[0], recipe.clip[1], out=values)
     return values
+
+
+@functools.lru_cache(maxsize=None)
+def _value_table(recipe: Recipe) -> np.ndarray:
+    levels = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3)
+    return normalize_values(levels, recipe)
 
 
 def from_geometry(image_u8: np.ndarray, recipe: Recipe, tta: str, size: int | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ from evaluator.preprocess import (
     geometry_is_cacheable,
     get_recipe,
     normalize,
+    normalize_values,
     from_geometry,
     geometry_key,
     preprocess,
@@ -374,3 +375,16 @@ def test_every_recipe_and_tta_on_a_real_image():
             out = preprocess(image, recipe, tta)
             assert out.shape == (224, 224, 3), (name, tta)
             assert np.isfinite(out.astype(np.float32)).all()
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_table_normalisation_equals_the_scripts_arithmetic_bit_for_bit(name):
+    recipe = get_recipe(name)
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    ordered = image[..., ::-1] if recipe.colour == "BGR" else image
+
+    values = normalize(image, recipe)
+
+    expected = ordered if recipe.quantize == "raw-uint8" else normalize_values(ordered, recipe)
+    assert values.dtype == expected.dtype and values.flags.c_contiguous
+    np.testing.assert_array_equal(values, expected)
