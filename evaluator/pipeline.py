@@ -202,10 +202,10 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
                      save: Callable[[Path, bytes], None]) -> tuple[np.ndarray, list[str]]:
     """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there.
 
-    An entry is two files: `<chunk>.errors.json` (the decode error of each image, '' when fine), then `<chunk>.npy`
-    (the images, zeros where decoding failed), whose presence marks the entry complete. Plain .npy, not .npz: it loads
-    without zip parsing and checksumming, which matters when the model is fast. `save` writes a file atomically, in
-    order, off this thread.
+    An entry is `<chunk>.npy` (the images, zeros where decoding failed), whose presence marks the entry complete,
+    preceded by `<chunk>.errors.json` (the decode error of each image) only when an image failed. Plain .npy, not
+    .npz: it loads without zip parsing and checksumming, which matters when the model is fast. `save` writes a file
+    atomically, in order, off this thread.
     """
     from .preprocess import geometry
 
@@ -214,7 +214,8 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
     size = config.input_size
     if images_file.is_file():
         try:
-            images, errors = np.load(images_file, allow_pickle=False), read_json(errors_file)
+            images = np.load(images_file, allow_pickle=False)
+            errors = read_json(errors_file) if errors_file.is_file() else [""] * len(paths)
             if images.shape == (len(paths), size, size, 3) and images.dtype == np.uint8 and len(errors) == len(paths):
                 return images, [str(error) for error in errors]
         except (OSError, ValueError, ArtifactError):
@@ -228,7 +229,8 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
             errors.append("")
         except ImageDecodeError as exc:
             errors.append(str(exc))
-    save(errors_file, json.dumps(errors).encode("utf-8"))
+    if any(errors):
+        save(errors_file, json.dumps(errors).encode("utf-8"))
     buffer = io.BytesIO()
     np.save(buffer, images, allow_pickle=False)
     save(images_file, buffer.getvalue())
