@@ -171,25 +171,29 @@ def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np
 
 
 def _model_inputs(config: _WorkerConfig, chunk_key: str, paths: list[str],
-                  save: Callable[[Path, bytes], None]) -> tuple[list, list[str]]:
-    """Per image: the preprocessed HWC array (or None) and an error string ('' when fine)."""
-    from .preprocess import from_geometry, preprocess
+                  save: Callable[[Path, bytes], None]) -> tuple[np.ndarray | None, list[str]]:
+    """The chunk's preprocessed NHWC array (rows of failed images are unused; None if all failed) and per image an
+    error string ('' when fine)."""
+    from .preprocess import normalize, preprocess
 
     spec, size = config.spec, config.input_size
-    if config.cache_dir is None:
-        arrays, errors = [], []
-        for path in paths:
-            try:
-                arrays.append(preprocess(_decode(path, spec), spec.recipe, spec.tta, size=size))
-                errors.append("")
-            except ImageDecodeError as exc:
-                arrays.append(None)
-                errors.append(str(exc))
-        return arrays, errors
-    geometries, errors = _cached_geometry(config, chunk_key, paths, save)
-    arrays = [None if error else from_geometry(g, spec.recipe, spec.tta, size=size)
-              for g, error in zip(geometries, errors)]
-    return arrays, errors
+    if config.cache_dir is not None:
+        geometries, errors = _cached_geometry(config, chunk_key, paths, save)
+        # one call for the whole chunk: each value depends only on its pixel, so stacking rows changes nothing
+        values = normalize(geometries.reshape(-1, size, 3), spec.recipe)
+        return values.reshape(len(paths), size, size, -1), errors
+    arrays, errors = [], []
+    for path in paths:
+        try:
+            arrays.append(preprocess(_decode(path, spec), spec.recipe, spec.tta, size=size))
+            errors.append("")
+        except ImageDecodeError as exc:
+            arrays.append(None)
+            errors.append(str(exc))
+    done = next((a for a in arrays if a is not None), None)
+    if done is None:
+        return None, errors
+    return np.stack([done if a is None else a for a in arrays]), errors
 
 
 def _decode(path: str, spec: RunSpec) -> np.ndarray:
@@ -237,7 +241,8 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
     return images, errors
 
 
-def _run_batches(config: _WorkerConfig, runtime, images: list, ok: list[int], stop: threading.Event) -> np.ndarray:
+def _run_batches(config: _WorkerConfig, runtime, images: np.ndarray, ok: list[int],
+                 stop: threading.Event) -> np.ndarray:
     from .preprocess import to_input
 
     batch_size = config.spec.batch_size if runtime.max_batch is None else min(config.spec.batch_size,
@@ -246,7 +251,9 @@ def _run_batches(config: _WorkerConfig, runtime, images: list, ok: list[int], st
     for start in range(0, len(ok), batch_size):
         if stop.is_set():  # the run is being abandoned (interrupt or another chunk's error): stop promptly
             raise _Abandoned
-        batch = np.stack([images[i] for i in ok[start:start + batch_size]])
+        rows = ok[start:start + batch_size]
+        contiguous = rows[-1] - rows[0] + 1 == len(rows)
+        batch = images[rows[0]:rows[-1] + 1] if contiguous else images[rows]  # a view where no image failed
         outputs.append(runtime.run(to_input(batch, config.spec.recipe, runtime.input_spec)))
     return np.concatenate(outputs).astype(np.float32, copy=False)
 
