@@ -1,0 +1,63 @@
+"""The seed scripts' way of predicting, for the throughput benchmark's comparison.
+
+One image at a time, as the seed's prediction.py does: list the image directory, cv2.imread, the model's recipe (the
+same functions the evaluator uses, so both sides do the same arithmetic), one inference call per image on a runtime
+given all cores, top-5 by argsort, one `<image id>.txt` per image with `label class_id score` lines.
+
+    python bench/seed_loop.py --model-path M.tflite --recipe tf_slim_mobilenet_quant --imagenet-dir DIR --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from evaluator.dataset import read_synset_mapping
+from evaluator.preprocess import get_recipe, preprocess, to_input
+from evaluator.runtimes import open_runtime, runtime_for_file
+
+IMAGE_SUBDIR = Path("ILSVRC", "Data", "CLS-LOC", "val")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-path", type=Path, required=True)
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--tta", default="1-crop")
+    parser.add_argument("--runtime")
+    parser.add_argument("--imagenet-dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="runtime threads (default 0: the runtime's own default, as the seed scripts leave it)")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    recipe = get_recipe(args.recipe)
+    runtime = open_runtime(args.runtime or runtime_for_file(args.model_path), args.model_path,
+                           num_threads=args.threads or None)
+    size = runtime.input_spec.shape[1 if recipe.layout == "NHWC" else 2]
+    _, names = read_synset_mapping(args.imagenet_dir / "LOC_synset_mapping.txt")
+    labels = [name.replace(" ", "_") for name in names]
+    image_dir = args.imagenet_dir / IMAGE_SUBDIR
+    args.out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for name in sorted(os.listdir(image_dir)):
+        bgr = cv2.imread(str(image_dir / name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        image = preprocess(rgb, recipe, args.tta, size=size)
+        scores = runtime.run(to_input(image[None], recipe, runtime.input_spec))[0, recipe.class_offset:]
+        top5 = np.argsort(-scores, kind="stable")[:5]
+        lines = "".join(f"{labels[c]} {c} {scores[c]:f}\n" for c in top5)
+        (args.out / f"{name.split('.')[0]}.txt").write_text(lines, encoding="utf-8")
+        count += 1
+    runtime.close()
+    print(f"{count} images in {time.perf_counter() - started:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
