@@ -9,6 +9,7 @@ artifact is reused as long as its cache key matches.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -235,6 +236,9 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
             errors.append(str(exc))
     if any(errors):
         save(errors_file, json.dumps(errors).encode("utf-8"))
+    else:  # a stale list from a damaged entry must not outlive it (an unusable directory fails the write below)
+        with contextlib.suppress(OSError):
+            errors_file.unlink()
     buffer = io.BytesIO()
     np.save(buffer, images, allow_pickle=False)
     save(images_file, buffer.getvalue())

@@ -134,3 +134,16 @@ def test_decode_errors_are_cached_with_their_chunk(tmp_path, spec, decodes):
     assert len(decodes) == 8  # the second run decoded nothing, the damaged image included
     assert "truncated JPEG" in first.errors[0] and same_predictions(first, again)
     assert len(list((tmp_path / "artifacts" / "decode-cache").rglob("*.errors.json"))) == 1  # only its chunk
+
+
+def test_a_recomputed_entry_drops_the_decode_errors_of_the_entry_it_replaces(dataset, spec, tmp_path, decodes):
+    artifacts = tmp_path / "artifacts"
+    reference = predict(dataset, spec, artifacts).predictions
+    (images,) = (artifacts / "decode-cache").rglob("*-00000-4.npy")
+    stale = images.with_name(images.name.replace(".npy", ".errors.json"))
+    stale.write_text('["stale error", "", "", ""]')
+    images.write_bytes(b"damaged")
+
+    again = predict(dataset, spec, artifacts, recompute=True).predictions
+
+    assert not stale.exists() and same_predictions(reference, again)
