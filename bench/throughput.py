@@ -159,14 +159,14 @@ def measure_model(model: ModelUnderTest, dataset: Dataset, work: Path) -> ModelR
     seed_command = [sys.executable, str(REPO / "bench" / "seed_loop.py"), "--model-path", str(model.path),
                     "--recipe", model.recipe, "--tta", TTA, "--runtime", model.runtime,
                     "--imagenet-dir", str(dataset.root)]
-    seed_out = work / f"seed-{model.name}"
-    seed_s = best_of_three(lambda i: [*seed_command, "--out", str(seed_out), "--threads", "0"])
-    seed_all_cores_s = best_of_three(lambda i: [*seed_command, "--out", str(seed_out), "--threads", str(CORES)])
-    seed_ids, seed_top5 = read_prediction_texts(seed_out)
+    seed_s = best_of_three(lambda i: [*seed_command, "--out", str(work / f"seed-{model.name}-{i}"), "--threads", "0"])
+    seed_all_cores_s = best_of_three(lambda i: [*seed_command, "--out", str(work / f"seed-all-{model.name}-{i}"),
+                                                "--threads", str(CORES)])
+    seed_ids, seed_top5 = read_prediction_texts(work / f"seed-{model.name}-0")
     seed_agrees = (np.array_equal(seed_ids, cold.predictions.image_ids)
                    and np.array_equal(seed_top5, cold.predictions.top5_ids))
-    return ModelResult(model, size, c_dec, c_inf, len(paths) / min(cold_s), len(paths) / min(warm_s), pipeline_s, seed_s,
-                       seed_all_cores_s, seed_agrees)
+    return ModelResult(model, size, c_dec, c_inf, len(paths) / min(cold_s), len(paths) / min(warm_s), pipeline_s,
+                       seed_s, seed_all_cores_s, seed_agrees)
 
 
 def inference_seconds_per_image(model: ModelUnderTest, spec: RunSpec, geometries: list, size: int) -> float:
