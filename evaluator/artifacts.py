@@ -1,7 +1,7 @@
 """Artifacts on disk: atomic writes, cross-process locks, cache keys, the per-image predictions table.
 
 A predictions artifact is one directory:
-    parts/part-<first image id>-<n>.npz   chunks written while predicting (resume = skip their ids)
+    parts/part-<first image id>-<n>.npy   chunks written while predicting (resume = skip their ids)
     predictions.csv                        the merged table, sorted by image id (pandas-readable)
     meta.json                              how it was made; written last, so its presence marks completion
 
@@ -255,14 +255,25 @@ class Predictions:
 # Predictions artifact
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-_PART_ARRAYS = ("image_ids", "labels", "top5_ids", "top5_scores", "errors")
+_PART_FIELDS = ("image_id", "label", "top5_ids", "top5_scores", "error")
 
 
 def _part_name(predictions: Predictions) -> str:
     first_id = str(predictions.image_ids[0])
     # An id that is unsafe in a file name is replaced by its hash, keeping the name deterministic and unique.
     stem = first_id if _SAFE_ID.fullmatch(first_id) and len(first_id) <= 100 else cache_key(first_id=first_id)
-    return f"part-{stem}-{len(predictions)}.npz"
+    return f"part-{stem}-{len(predictions)}.npy"
+
+
+def _part_record(predictions: Predictions) -> np.ndarray:
+    """One chunk as a structured array: a single .npy holds it, loaded without pickle or zip parsing."""
+    record = np.empty(len(predictions), dtype=[
+        ("image_id", predictions.image_ids.dtype), ("label", "<i4"), ("top5_ids", "<i4", (5,)),
+        ("top5_scores", "<f4", (5,)), ("error", predictions.errors.dtype)])
+    for field, values in zip(_PART_FIELDS, (predictions.image_ids, predictions.labels, predictions.top5_ids,
+                                            predictions.top5_scores, predictions.errors)):
+        record[field] = values
+    return record
 
 
 class PredictionStore:
@@ -273,6 +284,7 @@ class PredictionStore:
         self.parts_dir = self.directory / PARTS_DIR
         self.csv_path = self.directory / PREDICTIONS_CSV
         self.meta_path = self.directory / META_JSON
+        self._written: dict[str, Predictions] = {}  # chunks this store wrote, by file name: finalize re-reads none
 
     def __repr__(self) -> str:
         return f"PredictionStore({str(self.directory)!r})"
@@ -283,6 +295,7 @@ class PredictionStore:
 
     def clear(self) -> None:
         """Remove everything this store wrote (completion marker first), so the next run predicts from scratch."""
+        self._written.clear()
         try:
             for path in (self.meta_path, self.csv_path):
                 path.unlink(missing_ok=True)
@@ -292,7 +305,7 @@ class PredictionStore:
             raise ArtifactError(f"cannot clear {self.directory}: {exc.strerror or exc}") from exc
 
     def write_chunk(self, predictions, labels=None, top5_ids=None, top5_scores=None, errors=None) -> Path | None:
-        """Store one chunk atomically as parts/part-<first id>-<n>.npz; accepts a Predictions or its five arrays."""
+        """Store one chunk atomically as parts/part-<first id>-<n>.npy; accepts a Predictions or its five arrays."""
         if not isinstance(predictions, Predictions):
             predictions = Predictions(predictions, labels, top5_ids, top5_scores, errors)
         if len(predictions) == 0:
@@ -305,21 +318,24 @@ class PredictionStore:
             raise ArtifactError(f"cannot write {self.parts_dir}: {exc.strerror or exc}") from exc
         path = self.parts_dir / _part_name(predictions)
         buffer = io.BytesIO()
-        np.savez(buffer, **{name: getattr(predictions, name) for name in _PART_ARRAYS})
+        np.save(buffer, _part_record(predictions), allow_pickle=False)
         atomic_write_bytes(path, buffer.getvalue())
+        self._written[path.name] = predictions
         return path
 
     def _part_paths(self) -> list[Path]:
         # Temporary files start with a dot and never match.
-        return sorted(self.parts_dir.glob("part-*.npz")) if self.parts_dir.is_dir() else []
+        return sorted(self.parts_dir.glob("part-*.npy")) if self.parts_dir.is_dir() else []
 
-    @staticmethod
-    def _read_part(path: Path) -> Predictions | None:
+    def _read_part(self, path: Path) -> Predictions | None:
+        if path.name in self._written:
+            return self._written[path.name]
         try:
-            # Opened here, not by np.load, which leaks its file handle when the archive is damaged.
-            with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in _PART_ARRAYS}
-            return Predictions(**arrays)
+            with open(path, "rb") as file:
+                record = np.load(file, allow_pickle=False)
+            if record.dtype.names != _PART_FIELDS:
+                raise ValueError(f"fields {record.dtype.names}, expected {_PART_FIELDS}")
+            return Predictions(*(record[field] for field in _PART_FIELDS))
         except Exception as exc:  # noqa: BLE001 - any unreadable part is recomputed, whatever the reason
             log.warning("ignoring damaged predictions chunk %s (%s); its images will be predicted again", path, exc)
             return None

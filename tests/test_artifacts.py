@@ -202,7 +202,7 @@ def test_store_resumes_from_chunks_and_finalizes_sorted(tmp_path):
     assert resumed.done_ids() == set(IDS[:10] + IDS[20:])
     resumed.write_chunk(chunks[1])
     assert sorted(p.name for p in resumed.parts_dir.iterdir()) == [
-        f"part-{IDS[0]}-10.npz", f"part-{IDS[10]}-10.npz", f"part-{IDS[20]}-10.npz"]
+        f"part-{IDS[0]}-10.npy", f"part-{IDS[10]}-10.npy", f"part-{IDS[20]}-10.npy"]
     finalized = resumed.finalize({"model": "resnet50", "n_images": 30})
 
     assert resumed.csv_path == tmp_path / "run" / "predictions.csv"
@@ -261,11 +261,11 @@ def test_stray_temp_files_damaged_and_duplicate_parts_are_handled(tmp_path, capl
     store = PredictionStore(tmp_path / "run")
     store.write_chunk(make_predictions(IDS[:4]))
     store.write_chunk(make_predictions(IDS[2:6]))  # overlaps the first chunk on two ids
-    (store.parts_dir / ".part-x-3.npz.abc.tmp").write_bytes(b"half a chunk")
-    (store.parts_dir / "part-ILSVRC2012_val_00000099-3.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    (store.parts_dir / ".part-x-3.npy.abc.tmp").write_bytes(b"half a chunk")
+    (store.parts_dir / "part-ILSVRC2012_val_00000099-3.npy").write_bytes(b"\x93NUMPY not really an array")
     with caplog.at_level(logging.WARNING, logger="evaluator.artifacts"):
         assert store.done_ids() == set(IDS[:6])
-    assert "part-ILSVRC2012_val_00000099-3.npz" in caplog.text
+    assert "part-ILSVRC2012_val_00000099-3.npy" in caplog.text
     merged = store.load_parts()
     assert merged.image_ids.tolist() == IDS[:6]
     np.testing.assert_array_equal(merged.top5_ids[:4], make_predictions(IDS[:4]).top5_ids)

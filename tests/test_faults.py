@@ -515,7 +515,7 @@ def test_disk_full_mid_run_keeps_finished_chunks_and_earlier_artifacts(tmp_path,
 
     assert_one_line_error(code, err, "/parts/part-", "No space left on device")
     assert snapshot(earlier) == earlier_files
-    assert len(list((run_dir(artifacts, "1-crop") / "parts").glob("part-*.npz"))) == 2 and _no_temp_files(artifacts)
+    assert len(list((run_dir(artifacts, "1-crop") / "parts").glob("part-*.npy"))) == 2 and _no_temp_files(artifacts)
     monkeypatch.undo()
     code, out, _ = cli(capsys, args)
     assert code == 0 and "reused 8 images from an earlier run, predicted 4" in out

@@ -31,7 +31,7 @@ def predict_arguments(root: Path, model: Path, artifacts: Path) -> list[str]:
 
 
 def finished_chunks(artifacts: Path) -> list[Path]:
-    return sorted(artifacts.glob("predictions/*/parts/part-*.npz"))
+    return sorted(artifacts.glob("predictions/*/parts/part-*.npy"))
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_a_failing_chunk_keeps_the_chunks_finished_before_it(dataset, tmp_path):
                    workers=1)
     with pytest.raises(RuntimeError, match="planned failure"):
         predict(dataset, spec, tmp_path / "artifacts")
-    parts = list((tmp_path / "artifacts").rglob("parts/part-*.npz"))
+    parts = list((tmp_path / "artifacts").rglob("parts/part-*.npy"))
     assert len(parts) == 3  # the chunks finished before the failure are kept for the next run
 
 
