@@ -33,8 +33,16 @@ _PNG_END_CHUNK = b"IEND\xaeB`\x82"  # chunk type and its fixed CRC
 _BMP_SIGNATURE = b"BM"
 
 
-def decode_image(path: str | Path, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode an image file to HxWx3 uint8 RGB per DECODE_POLICY; ImageDecodeError("<path>: <reason>") otherwise."""
+def decode_image(path: str | Path, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS,
+                 channels: str = "RGB") -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 RGB per DECODE_POLICY; ImageDecodeError("<path>: <reason>") otherwise.
+
+    Args:
+        channels: "BGR" returns OpenCV's own channel order, skipping a conversion of the full-size image when the
+            caller only crops and resizes (which treat channels alike) before swapping them on the small result.
+    """
+    if channels not in ("RGB", "BGR"):
+        raise ValueError(f"channels must be 'RGB' or 'BGR', not {channels!r}")
     path = Path(path)
     data = _read_bytes(path)
     header = _open_header(path, data)
@@ -47,8 +55,9 @@ def decode_image(path: str | Path, *, exif_transpose: bool = False, max_pixels: 
     flags = cv2.IMREAD_COLOR if exif_transpose else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if bgr is None:
-        return _decode_with_pil(path, header, exif_transpose)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = _decode_with_pil(path, header, exif_transpose)
+        return rgb if channels == "RGB" else np.ascontiguousarray(rgb[..., ::-1])
+    return bgr if channels == "BGR" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _read_bytes(path: Path) -> bytes:

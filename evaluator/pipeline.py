@@ -197,10 +197,10 @@ def _model_inputs(config: _WorkerConfig, chunk_key: str, paths: list[str],
     return np.stack([done if a is None else a for a in arrays]), errors
 
 
-def _decode(path: str, spec: RunSpec) -> np.ndarray:
+def _decode(path: str, spec: RunSpec, channels: str = "RGB") -> np.ndarray:
     from .decode import decode_image
 
-    return decode_image(Path(path), exif_transpose=spec.exif_transpose)
+    return decode_image(Path(path), exif_transpose=spec.exif_transpose, channels=channels)
 
 
 def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
@@ -226,14 +226,17 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
         except (OSError, ValueError, ArtifactError):
             pass  # a damaged cache entry is recomputed and replaced
     spec = config.spec
-    images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    bgr = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     errors = []
     for i, path in enumerate(paths):
         try:
-            images[i] = geometry(_decode(path, spec), spec.recipe, spec.tta, size=size)
+            # cropping and resizing treat the channels alike, so they run in OpenCV's BGR and the chunk is
+            # swapped to RGB once, at model size
+            bgr[i] = geometry(_decode(path, spec, channels="BGR"), spec.recipe, spec.tta, size=size)
             errors.append("")
         except ImageDecodeError as exc:
             errors.append(str(exc))
+    images = np.ascontiguousarray(bgr[..., ::-1])
     if any(errors):
         save(errors_file, json.dumps(errors).encode("utf-8"))
     else:  # a stale list from a damaged entry must not outlive it (an unusable directory fails the write below)

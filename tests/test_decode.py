@@ -61,6 +61,17 @@ def test_jpeg_decodes_to_rgb_uint8(tmp_path, progressive):
     assert rgb[..., 1:].max() < 20
 
 
+@pytest.mark.parametrize("decoder", ["opencv", "pillow"])
+def test_bgr_order_is_the_rgb_image_reversed(tmp_path, decoder, monkeypatch):
+    path = save(Image.fromarray(noise(20, 30)), tmp_path / "image.JPEG", "PNG")
+    if decoder == "pillow":  # the fallback for files OpenCV declines
+        monkeypatch.setattr(decode.cv2, "imdecode", lambda *args: None)
+    rgb = decode_image(path)
+    np.testing.assert_array_equal(decode_image(path, channels="BGR"), rgb[..., ::-1])
+    with pytest.raises(ValueError, match="channels must be"):
+        decode_image(path, channels="RGBA")
+
+
 @pytest.mark.parametrize("image_format", ["PNG", "BMP"])
 def test_lossless_formats_named_jpeg_decode_exactly(tmp_path, image_format):
     pixels = noise(20, 30)

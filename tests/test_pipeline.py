@@ -13,7 +13,7 @@ import evaluator.pipeline as pipeline
 from evaluator.dataset import load_dataset
 from evaluator.decode import decode_image
 from evaluator.pipeline import RunSpec, predict
-from evaluator.preprocess import from_geometry, get_recipe, preprocess
+from evaluator.preprocess import RECIPES, TTA_MODES, from_geometry, geometry, geometry_is_cacheable, get_recipe, preprocess
 from evaluator.runtimes.fake import FakeModel
 
 N_IMAGES = 30
@@ -40,9 +40,9 @@ def decodes(monkeypatch):
     seen = []
     real_decode = pipeline._decode
 
-    def counting_decode(path, spec):
+    def counting_decode(path, spec, **options):
         seen.append(path)
-        return real_decode(path, spec)
+        return real_decode(path, spec, **options)
 
     monkeypatch.setattr(pipeline, "_decode", counting_decode)
     return seen
@@ -147,3 +147,14 @@ def test_a_recomputed_entry_drops_the_decode_errors_of_the_entry_it_replaces(dat
     again = predict(dataset, spec, artifacts, recompute=True).predictions
 
     assert not stale.exists() and same_predictions(reference, again)
+
+
+@pytest.mark.parametrize("name, tta", [(name, tta) for name in sorted(RECIPES) for tta in TTA_MODES
+                                       if geometry_is_cacheable(RECIPES[name], tta)])  # the cached ones run in BGR
+def test_geometry_in_bgr_then_swapped_equals_geometry_in_rgb(dataset, name, tta):
+    recipe = get_recipe(name)
+    for image_id in dataset.image_ids[:3]:  # portrait, landscape and square images
+        path = dataset.image_path(image_id)
+        rgb = geometry(decode_image(path), recipe, tta, size=16)
+        bgr = geometry(decode_image(path, channels="BGR"), recipe, tta, size=16)
+        np.testing.assert_array_equal(bgr[..., ::-1], rgb)
