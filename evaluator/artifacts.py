@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,13 +70,23 @@ def fsync_directory(directory: Path) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Replace `path` with `data` atomically (creating its directory); on failure the previous file stays as it was."""
+    _atomic_write(path, lambda file: file.write(data))
+
+
+def atomic_write_array(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Replace `path` with `array` as .npy (no pickle) atomically, streamed to the file without an in-memory copy."""
+    _atomic_write(path, lambda file: np.save(file, array, allow_pickle=False))
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable) -> None:
+    # temporary file in the same directory, fsync, rename, fsync the directory: readers see the old or the new file
     path = Path(path)
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as tmp_file:
-            tmp_file.write(data)
+            write(tmp_file)
             tmp_file.flush()
             os.fchmod(tmp_file.fileno(), _FILE_MODE)
             os.fsync(tmp_file.fileno())
@@ -317,9 +328,7 @@ class PredictionStore:
         except OSError as exc:
             raise ArtifactError(f"cannot write {self.parts_dir}: {exc.strerror or exc}") from exc
         path = self.parts_dir / _part_name(predictions)
-        buffer = io.BytesIO()
-        np.save(buffer, _part_record(predictions), allow_pickle=False)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_array(path, _part_record(predictions))
         self._written[path.name] = predictions
         return path
 

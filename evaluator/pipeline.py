@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
-import io
 import json
 import os
 import sys
@@ -26,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .artifacts import Predictions, PredictionStore, atomic_write_bytes, cache_key, file_lock, read_json
+from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic_write_bytes, cache_key, file_lock,
+                         read_json)
 from .dataset import Dataset
 from .errors import ArtifactError, ImageDecodeError, ModelError
 from .preprocess import Recipe
@@ -140,7 +140,7 @@ class _WorkerConfig:
 
 
 def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], list[str], np.ndarray],
-                   stop: threading.Event, save: Callable[[Path, bytes], None]) -> Predictions:
+                   stop: threading.Event, save: Callable) -> Predictions:
     """Decode, preprocess and classify one chunk of images with this thread's runtime."""
     chunk_key, image_ids, paths, labels = task
     images, errors = _model_inputs(config, chunk_key, paths, save)
@@ -172,7 +172,7 @@ def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np
 
 
 def _model_inputs(config: _WorkerConfig, chunk_key: str, paths: list[str],
-                  save: Callable[[Path, bytes], None]) -> tuple[np.ndarray | None, list[str]]:
+                  save: Callable) -> tuple[np.ndarray | None, list[str]]:
     """The chunk's preprocessed NHWC array (rows of failed images are unused; None if all failed) and per image an
     error string ('' when fine)."""
     from .preprocess import normalize, preprocess
@@ -204,13 +204,13 @@ def _decode(path: str, spec: RunSpec, channels: str = "RGB") -> np.ndarray:
 
 
 def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
-                     save: Callable[[Path, bytes], None]) -> tuple[np.ndarray, list[str]]:
+                     save: Callable) -> tuple[np.ndarray, list[str]]:
     """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there.
 
     An entry is `<chunk>.npy` (the images, zeros where decoding failed), whose presence marks the entry complete,
     preceded by `<chunk>.errors.json` (the decode error of each image) only when an image failed. Plain .npy, not
-    .npz: it loads without zip parsing and checksumming, which matters when the model is fast. `save` writes a file
-    atomically, in order, off this thread.
+    .npz: it loads without zip parsing and checksumming, which matters when the model is fast. `save(write, path,
+    data)` runs an atomic write in order, off this thread.
     """
     from .preprocess import geometry
 
@@ -238,13 +238,11 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
             errors.append(str(exc))
     images = np.ascontiguousarray(bgr[..., ::-1])
     if any(errors):
-        save(errors_file, json.dumps(errors).encode("utf-8"))
+        save(atomic_write_bytes, errors_file, json.dumps(errors).encode("utf-8"))
     else:  # a stale list from a damaged entry must not outlive it (an unusable directory fails the write below)
         with contextlib.suppress(OSError):
             errors_file.unlink()
-    buffer = io.BytesIO()
-    np.save(buffer, images, allow_pickle=False)
-    save(images_file, buffer.getvalue())
+    save(atomic_write_array, images_file, images)  # never modified after this: the writer reads it directly
     return images, errors
 
 
@@ -348,8 +346,8 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
     # Decode-cache entries are written by one more thread: its fsyncs then never leave a core idle.
     writer, writes = ThreadPoolExecutor(1, thread_name_prefix="evaluator-cache-writer"), []
 
-    def save(path: Path, data: bytes) -> None:
-        writes.append(writer.submit(atomic_write_bytes, path, data))
+    def save(write: Callable, path: Path, data) -> None:
+        writes.append(writer.submit(write, path, data))
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="evaluator-worker")
     previous_cv2_threads = _single_threaded_opencv()
