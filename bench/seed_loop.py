@@ -17,11 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evaluator.dataset import read_synset_mapping
+from evaluator.dataset import IMAGE_SUBDIR, SYNSET_MAPPING, read_synset_mapping
 from evaluator.preprocess import get_recipe, preprocess, to_input
 from evaluator.runtimes import open_runtime, runtime_for_file
-
-IMAGE_SUBDIR = Path("ILSVRC", "Data", "CLS-LOC", "val")
 
 
 def main() -> None:
@@ -41,7 +39,7 @@ def main() -> None:
     runtime = open_runtime(args.runtime or runtime_for_file(args.model_path), args.model_path,
                            num_threads=args.threads or None)
     size = runtime.input_spec.shape[1 if recipe.layout == "NHWC" else 2]
-    _, names = read_synset_mapping(args.imagenet_dir / "LOC_synset_mapping.txt")
+    _, names = read_synset_mapping(args.imagenet_dir / SYNSET_MAPPING)
     labels = [name.replace(" ", "_") for name in names]
     image_dir = args.imagenet_dir / IMAGE_SUBDIR
     args.out.mkdir(parents=True, exist_ok=True)

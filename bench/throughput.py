@@ -48,13 +48,14 @@ sys.path.insert(0, str(REPO))
 
 from evaluator.artifacts import Predictions, PredictionStore, read_prediction_texts  # noqa: E402
 from evaluator.baselines import load_baselines  # noqa: E402
-from evaluator.dataset import Dataset, load_dataset  # noqa: E402
+from evaluator.dataset import (CSV_HEADER, IMAGE_SUBDIR, SYNSET_MAPPING, VAL_SOLUTION, Dataset,  # noqa: E402
+                               load_dataset)
 from evaluator.decode import decode_image  # noqa: E402
 from evaluator.evaluate import score  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
 from evaluator.metrics import largest_class_changes, paired_compare, topk_hits  # noqa: E402
 from evaluator.models import FORMAT_RUNTIMES  # noqa: E402
-from evaluator.pipeline import RunSpec, available_cores, inspect_model, predict  # noqa: E402
+from evaluator.pipeline import RunSpec, available_cores, effective_batch_size, inspect_model, predict  # noqa: E402
 from evaluator.preprocess import from_geometry, geometry, get_recipe, to_input  # noqa: E402
 from evaluator.runtimes import open_runtime  # noqa: E402
 
@@ -174,7 +175,7 @@ def inference_seconds_per_image(model: ModelUnderTest, spec: RunSpec, geometries
     runtime = open_runtime(model.runtime, model.path, num_threads=1)
     try:
         images = np.stack([from_geometry(g, recipe, TTA, size=size) for g in geometries])
-        batch = spec.batch_size if runtime.max_batch is None else min(spec.batch_size, runtime.max_batch)
+        batch = effective_batch_size(spec, runtime)
         batches = [to_input(images[i:i + batch], recipe, runtime.input_spec) for i in range(0, len(images), batch)]
         runtime.run(batches[0])  # warm-up: first-call allocations are not the model's steady cost
         passes, spent = [], 0.0
@@ -207,9 +208,9 @@ def best_of_three(command_for) -> float:
 
 def write_synthetic_imagenet(root: Path, n_images: int, synset_file: Path, seed: int = 0) -> None:
     """A Kaggle-layout set of n ImageNet-sized JPEGs (500x375 and friends, ~100 KB each) with random labels."""
-    image_dir = root / "ILSVRC" / "Data" / "CLS-LOC" / "val"
+    image_dir = root / IMAGE_SUBDIR
     image_dir.mkdir(parents=True)
-    shutil.copy(synset_file, root / "LOC_synset_mapping.txt")
+    shutil.copy(synset_file, root / SYNSET_MAPPING)
     wnids = [line.split()[0] for line in synset_file.read_text().splitlines() if line.strip()]
     rng = np.random.default_rng(seed)
     rows = []
@@ -224,14 +225,14 @@ def write_synthetic_imagenet(root: Path, n_images: int, synset_file: Path, seed:
         (image_dir / f"{image_id}.JPEG").write_bytes(encoded.tobytes())
         wnid = wnids[rng.integers(len(wnids))]
         rows.append(f"{image_id},{wnid} 1 1 10 10")
-    (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+    (root / VAL_SOLUTION).write_text(",".join(CSV_HEADER) + "\n" + "\n".join(rows) + "\n")
 
 
 def measure_memory(models: list[ModelUnderTest], work: Path) -> dict[int, float] | None:
     model = next((m for m in models if m.name == MEMORY_MODEL), models[0] if models else None)
     if model is None:
         return None
-    synset_file = fixtures_dir() / "imagenet" / "LOC_synset_mapping.txt"
+    synset_file = fixtures_dir() / "imagenet" / SYNSET_MAPPING
     peaks, rates = {}, {}
     for n in MEMORY_SIZES:
         root = work / f"synthetic-{n}"

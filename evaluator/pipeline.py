@@ -250,8 +250,7 @@ def _run_batches(config: _WorkerConfig, runtime, images: np.ndarray, ok: list[in
                  stop: threading.Event) -> np.ndarray:
     from .preprocess import to_input
 
-    batch_size = config.spec.batch_size if runtime.max_batch is None else min(config.spec.batch_size,
-                                                                              runtime.max_batch)
+    batch_size = effective_batch_size(config.spec, runtime)
     outputs = []
     for start in range(0, len(ok), batch_size):
         if stop.is_set():  # the run is being abandoned (interrupt or another chunk's error): stop promptly
@@ -261,6 +260,11 @@ def _run_batches(config: _WorkerConfig, runtime, images: np.ndarray, ok: list[in
         batch = images[rows[0]:rows[-1] + 1] if contiguous else images[rows]  # a view where no image failed
         outputs.append(runtime.run(to_input(batch, config.spec.recipe, runtime.input_spec)))
     return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def effective_batch_size(spec: RunSpec, runtime) -> int:
+    """Images per runtime.run(): the spec's batch size, capped by a model that takes fewer."""
+    return spec.batch_size if runtime.max_batch is None else min(spec.batch_size, runtime.max_batch)
 
 
 class _Abandoned(Exception):
@@ -350,25 +354,24 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
         writes.append(writer.submit(write, path, data))
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="evaluator-worker")
-    previous_cv2_threads = _single_threaded_opencv()
-    try:
-        pending: set = set()
-        for chunk in chunks:
-            pending.add(pool.submit(work, chunk))
-            if len(pending) >= 2 * workers:
-                pending = _store_finished(pending, store, progress, FIRST_COMPLETED)
-        _store_finished(pending, store, progress, ALL_COMPLETED)
-        writer.shutdown(wait=True)
-        for write in writes:
-            write.result()  # a cache entry that could not be written is an error (ArtifactError names the file)
-    finally:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.shutdown(wait=True)
-        _restore_opencv_threads(previous_cv2_threads)
-        for runtime in opened:
-            runtime.close()
-        progress.close()
+    with _single_threaded_opencv():
+        try:
+            pending: set = set()
+            for chunk in chunks:
+                pending.add(pool.submit(work, chunk))
+                if len(pending) >= 2 * workers:
+                    pending = _store_finished(pending, store, progress, FIRST_COMPLETED)
+            _store_finished(pending, store, progress, ALL_COMPLETED)
+            writer.shutdown(wait=True)
+            for write in writes:
+                write.result()  # a cache entry that could not be written is an error (ArtifactError names the file)
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True)
+            for runtime in opened:
+                runtime.close()
+            progress.close()
 
 
 def _store_finished(pending: set, store: PredictionStore, progress: "_Progress", return_when: str) -> set:
@@ -384,19 +387,17 @@ def _store_finished(pending: set, store: PredictionStore, progress: "_Progress",
     return pending
 
 
-def _single_threaded_opencv() -> int:
+@contextlib.contextmanager
+def _single_threaded_opencv():
     # Each worker thread already has a core; OpenCV's own resize threads would only compete with them.
     import cv2
 
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    return previous
-
-
-def _restore_opencv_threads(previous: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(previous)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def _meta(spec: RunSpec, info: ModelInfo, dataset: Dataset, key: str, elapsed_s: float, reused: int) -> dict:

@@ -146,11 +146,17 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return shifted * np.float32(spec.scale)
 
 
-def as_scores(path: Path, output: np.ndarray, n_images: int) -> np.ndarray:
-    """A run's (dequantized) output reshaped to float32 (N, C), checking that C is 1000 or 1001."""
+def check_rows(path: Path, output: np.ndarray, n_images: int) -> np.ndarray:
+    """`output` as an array, ModelError unless it holds one row per image."""
     output = np.asarray(output)
     if output.ndim == 0 or output.shape[0] != n_images:
         raise ModelError(f"{path}: output shape {output.shape} does not hold one row per image ({n_images} images)")
+    return output
+
+
+def as_scores(path: Path, output: np.ndarray, n_images: int) -> np.ndarray:
+    """A run's (dequantized) output reshaped to float32 (N, C), checking that C is 1000 or 1001."""
+    output = check_rows(path, output, n_images)
     check_output_shape(path, output.shape)
     return output.reshape(n_images, -1).astype(np.float32, copy=False)
 
@@ -192,11 +198,7 @@ class RuntimeBase:
         return as_scores(self.model_path, dequantize(raw, self.output_spec), len(batch))
 
     def _checked_invoke(self, batch: np.ndarray) -> np.ndarray:
-        raw = np.asarray(self._invoke(batch))
-        if raw.ndim == 0 or raw.shape[0] != len(batch):
-            raise ModelError(f"{self.model_path}: output shape {raw.shape} does not hold one row per image "
-                             f"({len(batch)} images)")
-        return raw
+        return check_rows(self.model_path, self._invoke(batch), len(batch))
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
         """One library call on exactly the batch given (at most max_batch images); returns the raw first output."""
