@@ -47,7 +47,7 @@ class RunSpec:
     # throughput knobs; they never change the predictions
     workers: int | None = None        # worker threads; None: the cores this process may use
     threads_per_worker: int = 1
-    batch_size: int = 32
+    batch_size: int = 32              # images per runtime.run(), which loops a model with a smaller fixed batch
     chunk_size: int = 32              # images per resumable, cacheable unit of work
     decode_cache: bool = True
     exif_transpose: bool = False
@@ -99,21 +99,65 @@ class ModelInfo:
 
 def inspect_model(spec: RunSpec) -> ModelInfo:
     """Open the model once to validate it against the recipe; ModelError names the file and the mismatch."""
-    from .runtimes import open_runtime
-
     path = Path(spec.model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    runtime = open_runtime(spec.runtime, path, num_threads=1)
+    key = _runtime_key(spec)
+    runtime = _idle_runtimes.take(key, spec)
     try:
         size = _input_size(runtime.input_spec.shape, spec.recipe, path)
         n_outputs = int(runtime.output_spec.shape[-1])
         if n_outputs - spec.recipe.class_offset != 1000:
             raise ModelError(f"{path}: model has {n_outputs} outputs but recipe {spec.recipe.name} expects "
                              f"{1000 + spec.recipe.class_offset} (class offset {spec.recipe.class_offset})")
-        return ModelInfo(file_sha256(path), runtime.version, size, n_outputs)
-    finally:
+    except BaseException:
         runtime.close()
+        raise
+    _idle_runtimes.give_back(key, [runtime])  # the run's first worker takes it
+    return ModelInfo(file_sha256(path), runtime.version, size, n_outputs)
+
+
+class _IdleRuntimes:
+    """Opened runtimes of the last model run in this process, kept for its next run.
+
+    Opening a session and its first call cost tens of milliseconds (ONNX Runtime: ~40 ms for a MobileNet), paid per
+    worker per run; a suite evaluates each model in several TTA modes and runtimes in a row, so the runtimes of the
+    last model are kept, and those of any other model are closed as soon as a different model is opened.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._runtimes: list = []
+
+    def take(self, key: tuple, spec: RunSpec):
+        """A kept runtime for this key, or a newly opened one."""
+        from .runtimes import open_runtime
+
+        with self._lock:
+            if key == self._key and self._runtimes:
+                return self._runtimes.pop()
+        return open_runtime(spec.runtime, spec.model_path, num_threads=spec.threads_per_worker)
+
+    def give_back(self, key: tuple, runtimes: list) -> None:
+        """Keep these runtimes (opened for `key`) for the next run; close those kept for another model."""
+        with self._lock:
+            stale = [] if key == self._key else self._runtimes
+            if key != self._key:
+                self._key, self._runtimes = key, []
+            self._runtimes.extend(runtimes)
+        for runtime in stale:
+            runtime.close()
+
+
+def _runtime_key(spec: RunSpec) -> tuple:
+    """What an opened runtime depends on: runtime, model file (as it is now) and threads."""
+    path = Path(spec.model_path)
+    stat = path.stat()
+    return spec.runtime, str(path.resolve()), stat.st_size, stat.st_mtime_ns, spec.threads_per_worker
+
+
+_idle_runtimes = _IdleRuntimes()
 
 
 def _input_size(shape, recipe: Recipe, path: Path) -> int:
@@ -143,13 +187,13 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
                    stop: threading.Event, save: Callable) -> Predictions:
     """Decode, preprocess and classify one chunk of images with this thread's runtime."""
     chunk_key, image_ids, paths, labels = task
-    images, errors = _model_inputs(config, chunk_key, paths, save)
+    inputs, errors = _model_inputs(config, runtime, chunk_key, paths, save)
     n = len(image_ids)
     top5_ids = np.full((n, TOP_K), -1, dtype=np.int32)
     top5_scores = np.full((n, TOP_K), np.nan, dtype=np.float32)
     ok = [i for i, error in enumerate(errors) if not error]
     if ok:
-        scores = _run_batches(config, runtime, images, ok, stop)
+        scores = _run_batches(config, runtime, inputs, ok, stop)
         finite = np.isfinite(scores).all(axis=1)
         for j, i in enumerate(ok):
             if not finite[j]:
@@ -165,24 +209,38 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
 
 
 def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
-    """Best k class ids (background column dropped) and their scores; ties go to the lower class id."""
+    """Best k class ids (background column dropped) and their scores; ties go to the lower class id.
+
+    Equal to the first k of a stable argsort of -scores (finite scores), without sorting all 1000 columns: the
+    entries at least as large as each row's k-th largest value are exactly its top k unless that value is tied, and
+    rows with such a tie take the full sort.
+    """
     scores = scores[:, class_offset:]
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    order = np.empty((len(scores), min(k, scores.shape[1])), dtype=np.intp)
+    if scores.shape[1] > k:
+        kth_largest = np.partition(scores, -k, axis=1)[:, -k]
+        candidates = scores >= kth_largest[:, None]
+        exact = candidates.sum(axis=1) == k
+        ids = np.nonzero(candidates[exact])[1].reshape(-1, k)  # ascending class id within each row
+        by_score = np.argsort(-np.take_along_axis(scores[exact], ids, axis=1), axis=1, kind="stable")
+        order[exact] = np.take_along_axis(ids, by_score, axis=1)
+        tied = ~exact
+    else:
+        tied = np.ones(len(scores), dtype=bool)
+    order[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
     return order.astype(np.int32), np.take_along_axis(scores, order, axis=1).astype(np.float32)
 
 
-def _model_inputs(config: _WorkerConfig, chunk_key: str, paths: list[str],
+def _model_inputs(config: _WorkerConfig, runtime, chunk_key: str, paths: list[str],
                   save: Callable) -> tuple[np.ndarray | None, list[str]]:
-    """The chunk's preprocessed NHWC array (rows of failed images are unused; None if all failed) and per image an
+    """The chunk's model-ready input batch (rows of failed images are unused; None if all failed) and per image an
     error string ('' when fine)."""
-    from .preprocess import normalize, preprocess
+    from .preprocess import inputs_from_geometry, preprocess, to_input
 
     spec, size = config.spec, config.input_size
     if config.cache_dir is not None:
         geometries, errors = _cached_geometry(config, chunk_key, paths, save)
-        # one call for the whole chunk: each value depends only on its pixel, so stacking rows changes nothing
-        values = normalize(geometries.reshape(-1, size, 3), spec.recipe)
-        return values.reshape(len(paths), size, size, -1), errors
+        return inputs_from_geometry(geometries, spec.recipe, runtime.input_spec), errors
     arrays, errors = [], []
     for path in paths:
         try:
@@ -194,7 +252,7 @@ def _model_inputs(config: _WorkerConfig, chunk_key: str, paths: list[str],
     done = next((a for a in arrays if a is not None), None)
     if done is None:
         return None, errors
-    return np.stack([done if a is None else a for a in arrays]), errors
+    return to_input(np.stack([done if a is None else a for a in arrays]), spec.recipe, runtime.input_spec), errors
 
 
 def _decode(path: str, spec: RunSpec, channels: str = "RGB") -> np.ndarray:
@@ -246,25 +304,18 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
     return images, errors
 
 
-def _run_batches(config: _WorkerConfig, runtime, images: np.ndarray, ok: list[int],
+def _run_batches(config: _WorkerConfig, runtime, inputs: np.ndarray, ok: list[int],
                  stop: threading.Event) -> np.ndarray:
-    from .preprocess import to_input
-
-    batch_size = effective_batch_size(config.spec, runtime)
+    batch_size = config.spec.batch_size  # a model with a smaller fixed batch is looped inside runtime.run
     outputs = []
     for start in range(0, len(ok), batch_size):
         if stop.is_set():  # the run is being abandoned (interrupt or another chunk's error): stop promptly
             raise _Abandoned
         rows = ok[start:start + batch_size]
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
-        batch = images[rows[0]:rows[-1] + 1] if contiguous else images[rows]  # a view where no image failed
-        outputs.append(runtime.run(to_input(batch, config.spec.recipe, runtime.input_spec)))
+        batch = inputs[rows[0]:rows[-1] + 1] if contiguous else inputs[rows]  # a view where no image failed
+        outputs.append(runtime.run(batch))
     return np.concatenate(outputs).astype(np.float32, copy=False)
-
-
-def effective_batch_size(spec: RunSpec, runtime) -> int:
-    """Images per runtime.run(): the spec's batch size, capped by a model that takes fewer."""
-    return spec.batch_size if runtime.max_batch is None else min(spec.batch_size, runtime.max_batch)
 
 
 class _Abandoned(Exception):
@@ -333,16 +384,14 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
     busy without starting interpreters or shipping arrays between processes. At most two chunks per thread are in
     flight, so memory does not grow with the dataset.
     """
-    from .runtimes import open_runtime
-
     workers = min(config.spec.workers or available_cores(), max(1, len(chunks)))
     local, opened, opened_lock = threading.local(), [], threading.Lock()
     stop = threading.Event()
+    runtime_key = _runtime_key(config.spec)
 
     def work(chunk):
         if not hasattr(local, "runtime"):
-            local.runtime = open_runtime(config.spec.runtime, config.spec.model_path,
-                                         num_threads=config.spec.threads_per_worker)
+            local.runtime = _idle_runtimes.take(runtime_key, config.spec)
             with opened_lock:
                 opened.append(local.runtime)
         return _predict_chunk(config, local.runtime, chunk, stop, save)
@@ -354,6 +403,7 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
         writes.append(writer.submit(write, path, data))
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="evaluator-worker")
+    finished = False
     with _single_threaded_opencv():
         try:
             pending: set = set()
@@ -365,12 +415,16 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
             writer.shutdown(wait=True)
             for write in writes:
                 write.result()  # a cache entry that could not be written is an error (ArtifactError names the file)
+            finished = True
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             writer.shutdown(wait=True)
-            for runtime in opened:
-                runtime.close()
+            if finished:  # after a failure no runtime is trusted for another run
+                _idle_runtimes.give_back(runtime_key, opened)
+            else:
+                for runtime in opened:
+                    runtime.close()
             progress.close()
 
 

@@ -8,6 +8,7 @@ reproducing the scripts that produced the documented numbers (REFERENCE.md §3, 
     from_geometry()   normalize() plus the letterbox zero padding, which lives in the normalised domain
     preprocess()      all of the above for one image, in the order the reference scripts use
     to_input()        batch layout (NCHW/NHWC) and input quantization for the model's input tensor
+    inputs_from_geometry()  to_input() of normalize() for a stack of size x size geometry() outputs, in one pass
 
 For every recipe without normalize_before_resize, from_geometry(geometry(image, r, tta), r, tta) == preprocess(...).
 
@@ -380,18 +381,67 @@ def to_input(batch_nhwc: np.ndarray, recipe: Recipe, spec: TensorSpec) -> np.nda
     batch = np.asarray(batch_nhwc)
     if batch.ndim != 4:
         raise RecipeError(f"recipe {recipe.name!r}: expected a NHWC batch (4 dimensions); got shape {batch.shape}")
-    dtype = np.dtype(spec.dtype)
-    if dtype in (np.uint8, np.int8):
-        batch = _quantize(batch, recipe, spec, dtype)
-    elif dtype.kind == "f":
-        batch = batch.astype(dtype, copy=False)
-    else:
-        raise RecipeError(f"recipe {recipe.name!r}: input tensor {spec.name!r} has dtype {dtype}; "
-                          "only float, uint8 and int8 inputs are supported")
+    batch = _input_values(batch, recipe, spec)
     if recipe.layout == "NCHW":
         batch = batch.transpose(0, 3, 1, 2)
     _check_shape(batch, recipe, spec)
     return np.ascontiguousarray(batch)
+
+
+def inputs_from_geometry(images_u8: np.ndarray, recipe: Recipe, spec: TensorSpec) -> np.ndarray:
+    """to_input() of the normalize()d images, for an (N, size, size, 3) uint8 RGB stack of geometry() outputs.
+
+    Each input value depends only on its pixel's uint8 level and channel (normalisation and quantization are
+    per-value), so one 256-entry table per channel, holding to_input(normalize()) of every level, gives exactly the
+    same values; OpenCV applies it and writes the model's layout directly, without float temporaries.
+    """
+    images = np.ascontiguousarray(images_u8)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(f"expected an (N, H, W, 3) uint8 stack; got {images.dtype} {images.shape}")
+    n, height, width, _ = images.shape
+    table = _input_table(recipe, np.dtype(spec.dtype), spec.scale, spec.zero_point)
+    # column c of the table is input channel c in the recipe's colour order, which is RGB reversed for BGR recipes
+    sources = (2, 1, 0) if recipe.colour == "BGR" else (0, 1, 2)
+    if recipe.layout == "NCHW":
+        batch = np.empty((n, 3, height, width), dtype=table.dtype)
+        for image, planes_out in zip(images, batch):
+            planes = cv2.split(image)
+            for channel, source in enumerate(sources):
+                cv2.LUT(planes[source], table[:, channel], dst=planes_out[channel])
+    elif _is_identity(table) and sources == (0, 1, 2):
+        batch = images  # raw uint8 pixels in RGB order: nothing to do
+    else:
+        rows = images.reshape(n * height, width, 3)
+        if sources != (0, 1, 2):
+            rows = cv2.cvtColor(rows, cv2.COLOR_RGB2BGR)
+        batch = cv2.LUT(rows, np.ascontiguousarray(table[None])).reshape(n, height, width, 3)
+    _check_shape(batch, recipe, spec)
+    return batch
+
+
+@functools.lru_cache(maxsize=None)
+def _input_table(recipe: Recipe, dtype: np.dtype, scale: float | None, zero_point: int | None) -> np.ndarray:
+    from evaluator.runtimes.base import TensorSpec
+
+    levels = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3): every level
+    spec = TensorSpec("table", (None, 256, 3), dtype, scale, zero_point)
+    table = _input_values(normalize(levels, recipe)[None], recipe, spec)[0, 0]  # (256, 3)
+    table.setflags(write=False)
+    return table
+
+
+def _is_identity(table: np.ndarray) -> bool:
+    return table.dtype == np.uint8 and bool((table == np.arange(256, dtype=np.uint8)[:, None]).all())
+
+
+def _input_values(batch: np.ndarray, recipe: Recipe, spec: TensorSpec) -> np.ndarray:
+    dtype = np.dtype(spec.dtype)
+    if dtype in (np.uint8, np.int8):
+        return _quantize(batch, recipe, spec, dtype)
+    if dtype.kind == "f":
+        return batch.astype(dtype, copy=False)
+    raise RecipeError(f"recipe {recipe.name!r}: input tensor {spec.name!r} has dtype {dtype}; "
+                      "only float, uint8 and int8 inputs are supported")
 
 
 def _quantize(batch: np.ndarray, recipe: Recipe, spec: TensorSpec, dtype: np.dtype) -> np.ndarray:

@@ -158,3 +158,65 @@ def test_geometry_in_bgr_then_swapped_equals_geometry_in_rgb(dataset, name, tta)
         rgb = geometry(decode_image(path), recipe, tta, size=16)
         bgr = geometry(decode_image(path, channels="BGR"), recipe, tta, size=16)
         np.testing.assert_array_equal(bgr[..., ::-1], rgb)
+
+
+def test_top_k_equals_the_first_k_of_a_stable_sort_of_all_scores():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n_classes = int(rng.choice([3, 6, 1000, 1001]))
+        if trial % 2:  # few distinct values: ties everywhere, also at the k-th place
+            scores = rng.integers(0, 4, (17, n_classes)).astype(np.float32)
+        else:
+            scores = rng.standard_normal((17, n_classes)).astype(np.float32)
+        for offset in (0, 1):
+            kept = scores[:, offset:]
+            order = np.argsort(-kept, axis=1, kind="stable")[:, :5]
+
+            ids, values = pipeline.top_k(scores, offset)
+
+            np.testing.assert_array_equal(ids, order)
+            np.testing.assert_array_equal(values, np.take_along_axis(kept, order, axis=1))
+
+
+@pytest.fixture
+def opened_runtimes(monkeypatch):
+    """Runtimes opened during the test, and which of them were closed."""
+    import evaluator.runtimes
+
+    opened, closed = [], []
+    real_open = evaluator.runtimes.open_runtime
+
+    def counting_open(*args, **kwargs):
+        runtime = real_open(*args, **kwargs)
+        real_close = runtime.close
+        runtime.close = lambda: (closed.append(runtime), real_close())
+        opened.append(runtime)
+        return runtime
+
+    monkeypatch.setattr(evaluator.runtimes, "open_runtime", counting_open)
+    return opened, closed
+
+
+def test_a_second_run_of_the_same_model_reuses_its_runtimes(dataset, spec, tmp_path, opened_runtimes):
+    opened, closed = opened_runtimes
+    spec = replace(spec, workers=2)
+    first = predict(dataset, spec, tmp_path / "artifacts")
+    assert len(opened) == 2 and not closed  # the runtime that inspected the model became a worker's
+
+    again = predict(dataset, replace(spec, tta="keep-aspect"), tmp_path / "artifacts")
+    assert len(opened) == 2 and again.computed == N_IMAGES  # nothing opened for the second run
+
+    other = predict(dataset, replace(spec, model_path=replace(MODEL, mean_offset=490.0).save(tmp_path / "o.fake.json")),
+                    tmp_path / "artifacts")
+    assert len(opened) == 4 and {id(r) for r in closed} == {id(r) for r in opened[:2]}  # another model: kept ones closed
+    assert not same_predictions(first.predictions, other.predictions)
+
+
+def test_runtimes_of_a_failed_run_are_closed_not_kept(dataset, tmp_path, opened_runtimes):
+    opened, closed = opened_runtimes
+    failing = replace(MODEL, fail_after_calls=3).save(tmp_path / "failing.fake.json")
+    spec = RunSpec(Path(failing), get_recipe("mobilenet_keras"), "1-crop", "fake", chunk_size=4, workers=1)
+    for attempt in range(2):
+        with pytest.raises(RuntimeError, match="planned failure"):
+            predict(dataset, spec, tmp_path / "artifacts")
+        assert len(opened) == attempt + 1 and closed == opened  # the rerun starts from a fresh runtime

@@ -20,6 +20,7 @@ from evaluator.preprocess import (
     normalize,
     normalize_values,
     from_geometry,
+    inputs_from_geometry,
     geometry_key,
     preprocess,
     to_input,
@@ -314,6 +315,32 @@ def test_to_input_without_quantization_parameters_names_recipe_and_tensor():
     with pytest.raises(RecipeError, match=r"resnet50_keras.*'serving_default_input'.*scale=None"):
         to_input(np.zeros((1, 2, 2, 3), np.float32), get_recipe("resnet50_keras"),
                  spec(np.int8, (1, 2, 2, 3), name="serving_default_input"))
+
+
+INPUT_TENSORS = [(np.float32, None, None), (np.float16, None, None), (np.uint8, 1 / 128, 128), (np.int8, 0.0186, -14)]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if not r.normalize_before_resize))
+@pytest.mark.parametrize("colour", ["RGB", "BGR"])
+def test_inputs_from_geometry_equal_to_input_of_normalize(name, colour):
+    recipe = dataclasses.replace(get_recipe(name), colour=colour)
+    images = np.random.default_rng(0).integers(0, 256, (3, 6, 6, 3), dtype=np.uint8)
+    tensors = [(np.uint8, 1 / 128, 128)] if recipe.quantize == "raw-uint8" else INPUT_TENSORS
+    shape = (None, 3, 6, 6) if recipe.layout == "NCHW" else (None, 6, 6, 3)
+    for dtype, scale, zero_point in tensors:
+        input_spec = spec(dtype, shape, scale, zero_point)
+        expected = to_input(np.stack([normalize(image, recipe) for image in images]), recipe, input_spec)
+
+        got = inputs_from_geometry(images, recipe, input_spec)
+
+        assert got.dtype == expected.dtype and got.flags.c_contiguous, (dtype, got.dtype)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_inputs_from_geometry_check_the_model_shape():
+    images = np.zeros((2, 6, 6, 3), np.uint8)
+    with pytest.raises(RecipeError, match="wrong layout"):
+        inputs_from_geometry(images, get_recipe("mobilenet_keras"), spec(np.float32, (None, 3, 6, 6)))
 
 
 # --- names and recipe data ------------------------------------------------------------------------------------------
