@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from evaluator.errors import RecipeError, did_you_mean
 
@@ -304,6 +303,8 @@ def _letterbox_resize(image: np.ndarray, size: int, method: str) -> np.ndarray:
 def _resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
     if method == "cv2-bilinear":
         return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_LINEAR)
+    from PIL import Image  # only the ONNX zoo recipe resizes with Pillow
+
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
