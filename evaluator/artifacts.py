@@ -6,7 +6,8 @@ A predictions artifact is one directory:
     meta.json                              how it was made; written last, so its presence marks completion
 
 Every file is written to a temporary file in the same directory, fsynced and renamed over the target, so a crash or a
-full disk leaves either the old file or the new one, never half of one.
+full disk leaves either the old file or the new one, never half of one. The parts alone are not fsynced: they only
+save recomputation, and one that a power loss left empty or zero-filled is recognised and predicted again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +75,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _atomic_write(path, lambda file: file.write(data))
 
 
-def atomic_write_array(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Replace `path` with `array` as .npy (no pickle) atomically, streamed to the file without an in-memory copy."""
-    _atomic_write(path, lambda file: np.save(file, array, allow_pickle=False))
+def atomic_write_array(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -> None:
+    """Replace `path` with `array` as .npy (no pickle) atomically, streamed to the file without an in-memory copy.
+
+    durable=False skips the fsyncs: the file survives the process being killed, but a power loss may leave it empty
+    or zero-filled, so only files that are checked when read back (prediction chunks) may use it.
+    """
+    _atomic_write(path, lambda file: np.save(file, array, allow_pickle=False), durable)
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable) -> None:
+def _atomic_write(path: str | os.PathLike, write: Callable, durable: bool = True) -> None:
     # temporary file in the same directory, fsync, rename, fsync the directory: readers see the old or the new file
     path = Path(path)
     tmp_name = None
@@ -89,10 +95,12 @@ def _atomic_write(path: str | os.PathLike, write: Callable) -> None:
             write(tmp_file)
             tmp_file.flush()
             os.fchmod(tmp_file.fileno(), _FILE_MODE)
-            os.fsync(tmp_file.fileno())
+            if durable:
+                os.fsync(tmp_file.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
-        fsync_directory(path.parent)
+        if durable:
+            fsync_directory(path.parent)
     except OSError as exc:
         raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
@@ -126,27 +134,52 @@ def read_json(path: str | os.PathLike):
         raise ArtifactError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from exc
 
 
+class LockTimeout(TimeoutError):
+    """file_lock() could not take the lock within its timeout."""
+
+
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, timeout: float | None = None):
-    """Hold an exclusive cross-process lock on `<path>.lock` (filelock.Timeout after `timeout` seconds).
+    """Hold an exclusive cross-process lock on `<path>.lock` (LockTimeout after `timeout` seconds); yields its path.
 
-    A directory that cannot be created or written raises ArtifactError naming the lock file.
+    An advisory lock on an open file (flock; msvcrt on Windows): the operating system drops it when the holder
+    exits or is killed, so a crashed run never leaves a stale lock behind. A directory that cannot be created or
+    written raises ArtifactError naming the lock file.
     """
-    import filelock
-
     lock_path = Path(str(path) + ".lock")
-    lock = filelock.FileLock(str(lock_path), timeout=-1 if timeout is None else timeout)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-    except filelock.Timeout:
-        raise
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
     except OSError as exc:
         raise ArtifactError(f"cannot write {lock_path}: {exc.strerror or exc}") from exc
     try:
-        yield lock
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while not _try_lock(fd, wait=timeout is None):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"{lock_path}: still locked by another process after {timeout} s")
+            time.sleep(0.05)
+        yield lock_path
     finally:
-        lock.release()
+        os.close(fd)  # closing the file releases the lock
+
+
+def _try_lock(fd: int, wait: bool) -> bool:
+    """Lock the open file; True when locked. `wait` blocks until then where the platform can (POSIX flock)."""
+    if os.name == "nt":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def _json_default(value):
@@ -328,7 +361,9 @@ class PredictionStore:
         except OSError as exc:
             raise ArtifactError(f"cannot write {self.parts_dir}: {exc.strerror or exc}") from exc
         path = self.parts_dir / _part_name(predictions)
-        atomic_write_array(path, _part_record(predictions))
+        # Not fsynced: a chunk only saves recomputation, and _read_part drops one that a power loss left damaged.
+        # (An fsync per chunk costs ~4% of a fast model's run here, and far more on network storage.)
+        atomic_write_array(path, _part_record(predictions), durable=False)
         self._written[path.name] = predictions
         return path
 
@@ -344,7 +379,10 @@ class PredictionStore:
                 record = np.load(file, allow_pickle=False)
             if record.dtype.names != _PART_FIELDS:
                 raise ValueError(f"fields {record.dtype.names}, expected {_PART_FIELDS}")
-            return Predictions(*(record[field] for field in _PART_FIELDS))
+            part = Predictions(*(record[field] for field in _PART_FIELDS))
+            if not part.image_ids.size or not all(part.image_ids) or _part_name(part) != path.name:
+                raise ValueError("its image ids do not match its name (zero-filled or renamed)")
+            return part
         except Exception as exc:  # noqa: BLE001 - any unreadable part is recomputed, whatever the reason
             log.warning("ignoring damaged predictions chunk %s (%s); its images will be predicted again", path, exc)
             return None

@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import filelock
 import numpy as np
 import pytest
 
@@ -20,6 +19,7 @@ from evaluator.artifacts import (
     atomic_write_bytes,
     atomic_write_text,
     cache_key,
+    LockTimeout,
     file_lock,
     read_json,
     read_predictions_csv,
@@ -149,13 +149,13 @@ def test_file_lock_excludes_another_process(tmp_path):
     with subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(target)], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True) as holder:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(filelock.Timeout):
+        with pytest.raises(LockTimeout, match="still locked"):
             with file_lock(target, timeout=0.2):
                 pass
         holder.stdin.close()
         assert holder.wait(timeout=30) == 0
-    with file_lock(target, timeout=5) as lock:
-        assert lock.is_locked
+    with file_lock(target, timeout=5) as lock:  # free again once the holder has gone
+        assert lock == Path(str(target) + ".lock")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -269,6 +269,24 @@ def test_stray_temp_files_damaged_and_duplicate_parts_are_handled(tmp_path, capl
     merged = store.load_parts()
     assert merged.image_ids.tolist() == IDS[:6]
     np.testing.assert_array_equal(merged.top5_ids[:4], make_predictions(IDS[:4]).top5_ids)
+
+
+def test_a_chunk_zero_filled_by_a_power_loss_is_dropped_not_merged(tmp_path, caplog):
+    # chunks are not fsynced (a kill keeps them; a power loss can leave a renamed file's data as zeros)
+    store = PredictionStore(tmp_path / "run")
+    kept, lost = store.write_chunk(make_predictions(IDS[:4])), store.write_chunk(make_predictions(IDS[4:8]))
+    data = bytearray(lost.read_bytes())
+    header_end = data.index(b"\n") + 1
+    data[header_end:] = bytes(len(data) - header_end)  # a valid .npy header, its records zeros
+    lost.write_bytes(bytes(data))
+    renamed = kept.with_name(f"part-{IDS[20]}-4.npy")
+    renamed.write_bytes(kept.read_bytes())  # a chunk under another chunk's name is not trusted either
+
+    resumed = PredictionStore(tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="evaluator.artifacts"):
+        assert resumed.done_ids() == set(IDS[:4])
+    assert lost.name in caplog.text and renamed.name in caplog.text
+    assert resumed.load_parts().image_ids.tolist() == IDS[:4]
 
 
 def test_unsafe_first_id_still_gives_a_deterministic_part_name(tmp_path):
