@@ -8,7 +8,6 @@ get_tensor and dequantize. TFLite classifiers have a fixed batch of 1 and resizi
 
 from __future__ import annotations
 
-import importlib.metadata
 import warnings
 from pathlib import Path
 
@@ -24,8 +23,9 @@ _INSTALL = "pip install ai-edge-litert"
 def _import_interpreter():
     """(Interpreter class, version text): ai_edge_litert first, then TensorFlow's tf.lite."""
     try:
+        import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter
-        return Interpreter, f"ai-edge-litert {importlib.metadata.version('ai-edge-litert')}"
+        return Interpreter, f"ai-edge-litert {_litert_version(ai_edge_litert)}"
     except ImportError as error:
         litert_error = error
     try:
@@ -33,6 +33,15 @@ def _import_interpreter():
     except ImportError:
         raise RuntimeUnavailable(f"LiteRT is not installed ({litert_error}): {_INSTALL}") from None
     return tensorflow.lite.Interpreter, f"tensorflow {tensorflow.__version__}"
+
+
+def _litert_version(module) -> str:
+    version = getattr(module, "__version__", None)
+    if version is None:  # importlib.metadata costs ~10 ms of start-up; the package usually names its version
+        import importlib.metadata
+
+        version = importlib.metadata.version("ai-edge-litert")
+    return version
 
 
 def unavailable_reason() -> str | None:
