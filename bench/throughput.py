@@ -14,6 +14,9 @@ real fixture models; generated JPEGs for the memory test):
   cold    predict() with an empty decode cache, as a fraction of the limit (better of two)
   warm    predict() again with the decode cache filled (predictions recomputed), as a fraction of the limit and of
           cores / c_inf (better of two)
+  x4      cold and warm again on the same images listed four times under new ids (2,800 links to the same files):
+          a run's fixed cost (opening, finalizing) spread over more images, as in a 50,000-image night; the targets
+          are judged on the 700 images
   seed    the seed scripts' way (bench/seed_loop.py: one image at a time, batch 1, one text file per image) against
           `python -m evaluator predict`, both as whole commands from a fresh interpreter to the last file written,
           best of three; the seed loop runs with the runtime's default threads, as the seed scripts do, and once more
@@ -60,6 +63,7 @@ from evaluator.preprocess import from_geometry, geometry, get_recipe, to_input  
 from evaluator.runtimes import open_runtime  # noqa: E402
 
 TTA = "1-crop"
+REPEATS = 4  # the x4 dataset: every fixture image listed this many times
 INFERENCE_SAMPLE = 256  # images timed for c_inf (the model alone); enough for a stable per-image time
 MEMORY_SIZES = (500, 5_000)
 MEMORY_MODEL = "mobilenet_v2_10_224_quant"  # the largest input among the fixture models: the largest buffers
@@ -92,6 +96,8 @@ class ModelResult:
     seed_s: float
     seed_all_cores_s: float
     seed_agrees: bool
+    repeated_cold_rate: float
+    repeated_warm_rate: float
 
     @property
     def limit(self) -> float:
@@ -123,7 +129,7 @@ def fixture_models(names: list[str] | None) -> list[ModelUnderTest]:
 # --- per-model measurements ----------------------------------------------------------------------------------------
 
 
-def measure_model(model: ModelUnderTest, dataset: Dataset, work: Path) -> ModelResult:
+def measure_model(model: ModelUnderTest, dataset: Dataset, repeated: Dataset, work: Path) -> ModelResult:
     recipe = get_recipe(model.recipe)
     spec = RunSpec(model.path, recipe, TTA, model.runtime)
     size = inspect_model(spec).input_size
@@ -142,16 +148,8 @@ def measure_model(model: ModelUnderTest, dataset: Dataset, work: Path) -> ModelR
     c_inf = inference_seconds_per_image(model, spec, geometries[:INFERENCE_SAMPLE], size)
     del geometries
 
-    cold_s, warm_s = [], []
-    for attempt in range(2):  # the better of two of each, like every other figure here
-        artifacts = work / f"artifacts-{model.name}-{attempt}"
-        started = time.perf_counter()
-        cold = predict(dataset, spec, artifacts, progress=False)
-        cold_s.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        warm = predict(dataset, spec, artifacts, recompute=True, progress=False)
-        warm_s.append(time.perf_counter() - started)
-        assert warm.computed == len(paths) and np.array_equal(warm.predictions.top5_ids, cold.predictions.top5_ids)
+    cold_s, warm_s = cold_and_warm_seconds(spec, dataset, work / f"artifacts-{model.name}", attempts=2)
+    repeated_cold_s, repeated_warm_s = cold_and_warm_seconds(spec, repeated, work / f"repeated-{model.name}", attempts=1)
 
     pipeline_s = best_of_three(lambda i: [sys.executable, "-m", "evaluator", "predict", "--model-path", str(model.path),
                                         "--recipe", model.recipe, "--tta", TTA, "--runtime", model.runtime,
@@ -164,10 +162,42 @@ def measure_model(model: ModelUnderTest, dataset: Dataset, work: Path) -> ModelR
     seed_all_cores_s = best_of_three(lambda i: [*seed_command, "--out", str(work / f"seed-all-{model.name}-{i}"),
                                                 "--threads", str(CORES)])
     seed_ids, seed_top5 = read_prediction_texts(work / f"seed-{model.name}-0")
-    seed_agrees = (np.array_equal(seed_ids, cold.predictions.image_ids)
-                   and np.array_equal(seed_top5, cold.predictions.top5_ids))
-    return ModelResult(model, size, c_dec, c_inf, len(paths) / min(cold_s), len(paths) / min(warm_s), pipeline_s,
-                       seed_s, seed_all_cores_s, seed_agrees)
+    evaluator_run = predict(dataset, spec, work / f"artifacts-{model.name}-0", progress=False).predictions
+    seed_agrees = (np.array_equal(seed_ids, evaluator_run.image_ids)
+                   and np.array_equal(seed_top5, evaluator_run.top5_ids))
+    return ModelResult(model, size, c_dec, c_inf, len(paths) / cold_s, len(paths) / warm_s, pipeline_s,
+                       seed_s, seed_all_cores_s, seed_agrees, len(repeated.image_ids) / repeated_cold_s,
+                       len(repeated.image_ids) / repeated_warm_s)
+
+
+def cold_and_warm_seconds(spec: RunSpec, dataset: Dataset, artifacts: Path, attempts: int) -> tuple[float, float]:
+    """predict() with an empty decode cache, then again with it filled (predictions recomputed); the best of each."""
+    cold_s, warm_s = [], []
+    for attempt in range(attempts):
+        started = time.perf_counter()
+        cold = predict(dataset, spec, artifacts / str(attempt), progress=False)
+        cold_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        warm = predict(dataset, spec, artifacts / str(attempt), recompute=True, progress=False)
+        warm_s.append(time.perf_counter() - started)
+        assert warm.computed == len(dataset.image_ids)
+        assert np.array_equal(warm.predictions.top5_ids, cold.predictions.top5_ids)
+    return min(cold_s), min(warm_s)
+
+
+def write_repeated_imagenet(dataset: Dataset, root: Path, repeats: int) -> Dataset:
+    """The dataset's images listed `repeats` times under new ids: links to the same files, the same labels."""
+    image_dir = root / IMAGE_SUBDIR
+    image_dir.mkdir(parents=True)
+    shutil.copy(dataset.root / SYNSET_MAPPING, root / SYNSET_MAPPING)
+    rows = []
+    for copy in range(repeats):
+        for image_id, label in zip(dataset.image_ids, dataset.labels.tolist()):
+            new_id = f"{image_id}_{copy}"
+            os.symlink(dataset.image_path(image_id), image_dir / f"{new_id}.JPEG")
+            rows.append(f"{new_id},{dataset.wnids[label]} 1 1 10 10")
+    (root / VAL_SOLUTION).write_text(",".join(CSV_HEADER) + "\n" + "\n".join(rows) + "\n")
+    return load_dataset(root)
 
 
 def inference_seconds_per_image(model: ModelUnderTest, spec: RunSpec, geometries: list, size: int) -> float:
@@ -323,10 +353,12 @@ def machine_line() -> str:
 def print_table(results: list[ModelResult], n_images: int) -> None:
     print(f"\n{n_images} fixture images, TTA {TTA}; rates in images/s; whole commands in s (best of three)\n")
     header = ("model", "size", "c_dec ms", "c_inf ms", "limit", "cold", "cold/limit", "warm", "warm/limit",
-              "warm/(cores/c_inf)", "seed s", "seed s (all cores)", "evaluator s", "speed-up", "same top-5")
+              "warm/(cores/c_inf)", f"x{REPEATS} cold/limit", f"x{REPEATS} warm/(cores/c_inf)", "seed s",
+              "seed s (all cores)", "evaluator s", "speed-up", "same top-5")
     rows = [(r.model.name, r.size, f"{r.c_dec * 1e3:.2f}", f"{r.c_inf * 1e3:.2f}", f"{r.limit:.0f}",
              f"{r.cold_rate:.0f}", f"{r.cold_rate / r.limit:.2f}", f"{r.warm_rate:.0f}", f"{r.warm_rate / r.limit:.2f}",
-             f"{r.warm_rate / r.inference_limit:.2f}", f"{r.seed_s:.2f}", f"{r.seed_all_cores_s:.2f}",
+             f"{r.warm_rate / r.inference_limit:.2f}", f"{r.repeated_cold_rate / r.limit:.2f}",
+             f"{r.repeated_warm_rate / r.inference_limit:.2f}", f"{r.seed_s:.2f}", f"{r.seed_all_cores_s:.2f}",
              f"{r.pipeline_s:.2f}", f"{r.seed_s / r.pipeline_s:.2f}x ({r.seed_all_cores_s / r.pipeline_s:.2f}x)",
              "yes" if r.seed_agrees else "NO") for r in results]
     print("| " + " | ".join(header) + " |")
@@ -380,10 +412,11 @@ def main() -> int:
         dataset.image_path(image_id).read_bytes()
     with tempfile.TemporaryDirectory(prefix="evaluator-bench-") as tmp:
         work = Path(tmp)
+        repeated = write_repeated_imagenet(dataset, work / "repeated", REPEATS)
         results = []
         for model in models:
             print(f"measuring {model.name} ({model.runtime}) ...", flush=True)
-            results.append(measure_model(model, dataset, work))
+            results.append(measure_model(model, dataset, repeated, work))
         print_table(results, len(dataset.image_ids))
         print()
         peaks = None if args.skip_memory else measure_memory(models, work)
