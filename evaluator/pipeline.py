@@ -2,7 +2,7 @@
 
 Work is split into fixed chunks of the sorted image list. Worker threads, one per core, each own one runtime with a
 deliberate number of threads (1) and do decode -> TTA geometry -> normalisation -> batched inference -> top-5 for a
-chunk. The decoded geometry of each chunk is cached on disk where that is bit-identical, so a second model with the
+chunk; the runtimes of the last model stay open for its next run in this process. The decoded geometry of each chunk is cached on disk where that is bit-identical, so a second model with the
 same geometry decodes nothing. Finished chunks are written atomically; a rerun skips them (resume), and a finished
 artifact is reused as long as its cache key matches.
 """
