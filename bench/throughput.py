@@ -148,8 +148,9 @@ def measure_model(model: ModelUnderTest, dataset: Dataset, repeated: Dataset, wo
     c_inf = inference_seconds_per_image(model, spec, geometries[:INFERENCE_SAMPLE], size)
     del geometries
 
-    cold_s, warm_s = cold_and_warm_seconds(spec, dataset, work / f"artifacts-{model.name}", attempts=2)
-    repeated_cold_s, repeated_warm_s = cold_and_warm_seconds(spec, repeated, work / f"repeated-{model.name}", attempts=1)
+    cold_s, warm_s, evaluator_run = cold_and_warm_seconds(spec, dataset, work / f"artifacts-{model.name}", attempts=2)
+    repeated_cold_s, repeated_warm_s, _ = cold_and_warm_seconds(spec, repeated, work / f"repeated-{model.name}",
+                                                                attempts=1)
 
     pipeline_s = best_of_three(lambda i: [sys.executable, "-m", "evaluator", "predict", "--model-path", str(model.path),
                                         "--recipe", model.recipe, "--tta", TTA, "--runtime", model.runtime,
@@ -162,7 +163,6 @@ def measure_model(model: ModelUnderTest, dataset: Dataset, repeated: Dataset, wo
     seed_all_cores_s = best_of_three(lambda i: [*seed_command, "--out", str(work / f"seed-all-{model.name}-{i}"),
                                                 "--threads", str(CORES)])
     seed_ids, seed_top5 = read_prediction_texts(work / f"seed-{model.name}-0")
-    evaluator_run = predict(dataset, spec, work / f"artifacts-{model.name}-0", progress=False).predictions
     seed_agrees = (np.array_equal(seed_ids, evaluator_run.image_ids)
                    and np.array_equal(seed_top5, evaluator_run.top5_ids))
     return ModelResult(model, size, c_dec, c_inf, len(paths) / cold_s, len(paths) / warm_s, pipeline_s,
@@ -170,8 +170,10 @@ def measure_model(model: ModelUnderTest, dataset: Dataset, repeated: Dataset, wo
                        len(repeated.image_ids) / repeated_warm_s)
 
 
-def cold_and_warm_seconds(spec: RunSpec, dataset: Dataset, artifacts: Path, attempts: int) -> tuple[float, float]:
-    """predict() with an empty decode cache, then again with it filled (predictions recomputed); the best of each."""
+def cold_and_warm_seconds(spec: RunSpec, dataset: Dataset, artifacts: Path,
+                          attempts: int) -> tuple[float, float, Predictions]:
+    """predict() with an empty decode cache, then again with it filled (predictions recomputed): the best of each,
+    and the predictions (the same every time)."""
     cold_s, warm_s = [], []
     for attempt in range(attempts):
         started = time.perf_counter()
@@ -182,22 +184,32 @@ def cold_and_warm_seconds(spec: RunSpec, dataset: Dataset, artifacts: Path, atte
         warm_s.append(time.perf_counter() - started)
         assert warm.computed == len(dataset.image_ids)
         assert np.array_equal(warm.predictions.top5_ids, cold.predictions.top5_ids)
-    return min(cold_s), min(warm_s)
+    return min(cold_s), min(warm_s), cold.predictions
 
 
 def write_repeated_imagenet(dataset: Dataset, root: Path, repeats: int) -> Dataset:
     """The dataset's images listed `repeats` times under new ids: links to the same files, the same labels."""
-    image_dir = root / IMAGE_SUBDIR
-    image_dir.mkdir(parents=True)
-    shutil.copy(dataset.root / SYNSET_MAPPING, root / SYNSET_MAPPING)
+    image_dir = new_layout(root, dataset.root / SYNSET_MAPPING)
     rows = []
     for copy in range(repeats):
         for image_id, label in zip(dataset.image_ids, dataset.labels.tolist()):
             new_id = f"{image_id}_{copy}"
             os.symlink(dataset.image_path(image_id), image_dir / f"{new_id}.JPEG")
             rows.append(f"{new_id},{dataset.wnids[label]} 1 1 10 10")
-    (root / VAL_SOLUTION).write_text(",".join(CSV_HEADER) + "\n" + "\n".join(rows) + "\n")
+    write_val_solution(root, rows)
     return load_dataset(root)
+
+
+def new_layout(root: Path, synset_file: Path) -> Path:
+    """A Kaggle layout under root with the given class list; returns its (empty) image directory."""
+    image_dir = root / IMAGE_SUBDIR
+    image_dir.mkdir(parents=True)
+    shutil.copy(synset_file, root / SYNSET_MAPPING)
+    return image_dir
+
+
+def write_val_solution(root: Path, rows: list[str]) -> None:
+    (root / VAL_SOLUTION).write_text(",".join(CSV_HEADER) + "\n" + "\n".join(rows) + "\n")
 
 
 def inference_seconds_per_image(model: ModelUnderTest, spec: RunSpec, geometries: list, size: int) -> float:
@@ -238,9 +250,7 @@ def best_of_three(command_for) -> float:
 
 def write_synthetic_imagenet(root: Path, n_images: int, synset_file: Path, seed: int = 0) -> None:
     """A Kaggle-layout set of n ImageNet-sized JPEGs (500x375 and friends, ~100 KB each) with random labels."""
-    image_dir = root / IMAGE_SUBDIR
-    image_dir.mkdir(parents=True)
-    shutil.copy(synset_file, root / SYNSET_MAPPING)
+    image_dir = new_layout(root, synset_file)
     wnids = [line.split()[0] for line in synset_file.read_text().splitlines() if line.strip()]
     rng = np.random.default_rng(seed)
     rows = []
@@ -255,7 +265,7 @@ def write_synthetic_imagenet(root: Path, n_images: int, synset_file: Path, seed:
         (image_dir / f"{image_id}.JPEG").write_bytes(encoded.tobytes())
         wnid = wnids[rng.integers(len(wnids))]
         rows.append(f"{image_id},{wnid} 1 1 10 10")
-    (root / VAL_SOLUTION).write_text(",".join(CSV_HEADER) + "\n" + "\n".join(rows) + "\n")
+    write_val_solution(root, rows)
 
 
 def measure_memory(models: list[ModelUnderTest], work: Path) -> dict[int, float] | None:

@@ -34,7 +34,7 @@ _WNID = re.compile(r"n\d{8}")
 # Image ids become file names inside image_dir, so only plain names are accepted (no separators, drives or "..").
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # One LOC_val_solution.csv row in its plain form: image id, comma, first wnid, then the rest of the boxes unquoted.
-_PLAIN_SOLUTION_ROW = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*),(n\d{8})(?:[ \t][^\r\n,\"]*)?\r?$", re.MULTILINE)
+_PLAIN_SOLUTION_ROW = re.compile(rf"^({_PLAIN_ID.pattern}),({_WNID.pattern})(?:[ \t][^\r\n,\"]*)?\r?$", re.MULTILINE)
 # (path under the root, how to check it exists, what goes there)
 _EXPECTED_LAYOUT = (
     (Path(SYNSET_MAPPING), Path.is_file, "the 1000-line class list, 'n01440764 tench, Tinca tinca' ..."),

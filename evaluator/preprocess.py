@@ -335,10 +335,12 @@ def normalize_values(values_u8: np.ndarray, recipe: Recipe) -> np.ndarray:
     return values
 
 
+_LEVELS = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3): every uint8 level
+
+
 @functools.lru_cache(maxsize=None)
 def _value_table(recipe: Recipe) -> np.ndarray:
-    levels = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3)
-    return normalize_values(levels, recipe)
+    return normalize_values(_LEVELS, recipe)
 
 
 def from_geometry(image_u8: np.ndarray, recipe: Recipe, tta: str, size: int | None = None) -> np.ndarray:
@@ -402,18 +404,19 @@ def inputs_from_geometry(images_u8: np.ndarray, recipe: Recipe, spec: TensorSpec
     n, height, width, _ = images.shape
     table = _input_table(recipe, np.dtype(spec.dtype), spec.scale, spec.zero_point)
     # column c of the table is input channel c in the recipe's colour order, which is RGB reversed for BGR recipes
-    sources = (2, 1, 0) if recipe.colour == "BGR" else (0, 1, 2)
+    bgr = recipe.colour == "BGR"
+    sources = (2, 1, 0) if bgr else (0, 1, 2)
     if recipe.layout == "NCHW":
         batch = np.empty((n, 3, height, width), dtype=table.dtype)
         for image, planes_out in zip(images, batch):
             planes = cv2.split(image)
             for channel, source in enumerate(sources):
                 cv2.LUT(planes[source], table[:, channel], dst=planes_out[channel])
-    elif _is_identity(table) and sources == (0, 1, 2):
+    elif not bgr and _is_identity(table):
         batch = images  # raw uint8 pixels in RGB order: nothing to do
     else:
         rows = images.reshape(n * height, width, 3)
-        if sources != (0, 1, 2):
+        if bgr:
             rows = cv2.cvtColor(rows, cv2.COLOR_RGB2BGR)
         batch = cv2.LUT(rows, np.ascontiguousarray(table[None])).reshape(n, height, width, 3)
     _check_shape(batch, recipe, spec)
@@ -424,9 +427,8 @@ def inputs_from_geometry(images_u8: np.ndarray, recipe: Recipe, spec: TensorSpec
 def _input_table(recipe: Recipe, dtype: np.dtype, scale: float | None, zero_point: int | None) -> np.ndarray:
     from evaluator.runtimes.base import TensorSpec
 
-    levels = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3): every level
     spec = TensorSpec("table", (None, 256, 3), dtype, scale, zero_point)
-    table = _input_values(normalize(levels, recipe)[None], recipe, spec)[0, 0]  # (256, 3)
+    table = _input_values(normalize(_LEVELS, recipe)[None], recipe, spec)[0, 0]  # (256, 3)
     table.setflags(write=False)
     return table
 
