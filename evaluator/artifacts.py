@@ -328,7 +328,8 @@ class PredictionStore:
         self.parts_dir = self.directory / PARTS_DIR
         self.csv_path = self.directory / PREDICTIONS_CSV
         self.meta_path = self.directory / META_JSON
-        self._written: dict[str, Predictions] = {}  # chunks this store wrote, by file name: finalize re-reads none
+        self._written: dict[str, Predictions] = {}  # parts this store wrote, by file name: finalize re-reads none
+        self._held: list[Predictions] = []  # finished chunks kept in memory until the next checkpoint()
 
     def __repr__(self) -> str:
         return f"PredictionStore({str(self.directory)!r})"
@@ -340,6 +341,7 @@ class PredictionStore:
     def clear(self) -> None:
         """Remove everything this store wrote (completion marker first), so the next run predicts from scratch."""
         self._written.clear()
+        self._held.clear()
         try:
             for path in (self.meta_path, self.csv_path):
                 path.unlink(missing_ok=True)
@@ -349,20 +351,36 @@ class PredictionStore:
             raise ArtifactError(f"cannot clear {self.directory}: {exc.strerror or exc}") from exc
 
     def write_chunk(self, predictions, labels=None, top5_ids=None, top5_scores=None, errors=None) -> Path | None:
-        """Store one chunk atomically as parts/part-<first id>-<n>.npy; accepts a Predictions or its five arrays."""
+        """Store one chunk as a part now (keep + checkpoint); accepts a Predictions or its five arrays."""
         if not isinstance(predictions, Predictions):
             predictions = Predictions(predictions, labels, top5_ids, top5_scores, errors)
-        if len(predictions) == 0:
+        self.keep(predictions)
+        return self.checkpoint()
+
+    def keep(self, predictions: Predictions) -> None:
+        """Hold a finished chunk in memory; the next checkpoint() writes it, or finalize() merges it directly."""
+        if len(predictions):
+            self._held.append(predictions)
+
+    def checkpoint(self) -> Path | None:
+        """Write the held chunks atomically as one part, parts/part-<first id>-<n>.npy (None if nothing is held).
+
+        The held chunks are let go either way: after an ArtifactError they are predicted again by the next run, and a
+        failing disk is not written to twice.
+        """
+        held, self._held = self._held, []
+        if not held:
             return None
         if self.is_complete():
             raise ArtifactError(f"{self.directory}: already finalized; delete the directory to predict again")
+        predictions = Predictions.concat(held) if len(held) > 1 else held[0]
         try:
             self.parts_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ArtifactError(f"cannot write {self.parts_dir}: {exc.strerror or exc}") from exc
         path = self.parts_dir / _part_name(predictions)
-        # Not fsynced: a chunk only saves recomputation, and _read_part drops one that a power loss left damaged.
-        # (An fsync per chunk costs ~4% of a fast model's run here, and far more on network storage.)
+        # Not fsynced: a part only saves recomputation, and _read_part drops one that a power loss left damaged.
+        # (An fsync per part costs ~4% of a fast model's run here when parts are frequent, and more on network storage.)
         atomic_write_array(path, _part_record(predictions), durable=False)
         self._written[path.name] = predictions
         return path
@@ -388,20 +406,20 @@ class PredictionStore:
             return None
 
     def done_ids(self) -> set[str]:
-        """Ids already predicted: all rows of a finalized artifact, else the rows of every readable chunk."""
+        """Ids already predicted: all rows of a finalized artifact, else the rows of every readable part and held
+        chunk."""
         if self.is_complete():
             return set(self.load().image_ids.tolist())
         done: set[str] = set()
-        for path in self._part_paths():
-            part = self._read_part(path)
+        for part in [*map(self._read_part, self._part_paths()), *self._held]:
             if part is not None:
                 done.update(part.image_ids.tolist())
         return done
 
     def load_parts(self) -> Predictions:
-        """All readable chunks merged, sorted by image id, one row per id."""
+        """All readable parts and the held chunks merged, sorted by image id, one row per id."""
         parts = [part for part in map(self._read_part, self._part_paths()) if part is not None]
-        merged = Predictions.concat(parts)
+        merged = Predictions.concat(parts + self._held)
         _, first_rows = np.unique(merged.image_ids, return_index=True)
         return merged._take(np.sort(first_rows)).sorted_by_id()
 
@@ -410,19 +428,25 @@ class PredictionStore:
 
         Returns the table as load() will read it back (scores are written with SCORE_FORMAT, exact for float32).
         """
-        if not self.parts_dir.is_dir() and self.csv_path.exists():
+        if not self._held and not self.parts_dir.is_dir() and self.csv_path.exists():
             raise ArtifactError(f"{self.directory}: nothing to finalize (no parts/ directory, predictions.csv exists)")
         if TABLE_META_KEY in meta:
             raise ArtifactError(f"finalize: meta key {TABLE_META_KEY!r} is reserved for the artifact itself")
         predictions = self.load_parts()
-        with contextlib.suppress(FileNotFoundError):
-            self.meta_path.unlink()
         csv_bytes = _csv_bytes(predictions)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.csv_path, csv_bytes)
-        table = {"rows": len(predictions), "sha256": hashlib.sha256(csv_bytes).hexdigest()}
-        write_json_atomic(self.meta_path, {**meta, TABLE_META_KEY: table})
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.meta_path.unlink()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.csv_path, csv_bytes)
+            table = {"rows": len(predictions), "sha256": hashlib.sha256(csv_bytes).hexdigest()}
+            write_json_atomic(self.meta_path, {**meta, TABLE_META_KEY: table})
+        except BaseException:
+            with contextlib.suppress(ArtifactError):
+                self.checkpoint()  # the held chunks are kept for the next run where the disk still takes them
+            raise
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+        self._held.clear()
         return predictions
 
     def meta(self) -> dict:

@@ -31,6 +31,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_argument_group("what to run")
     which.add_argument("-m", "--model", help="catalogue model name (see `python -m evaluator list`)")
@@ -49,8 +60,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     speed = parser.add_argument_group("speed (never changes results)")
     speed.add_argument("--workers", type=_positive_int, help="worker threads (default: the cores available)")
     speed.add_argument("--batch-size", type=_positive_int, default=32)
-    speed.add_argument("--chunk-size", type=_positive_int, default=32,
-                       help="images per resumable chunk: an interrupted run loses at most one chunk per worker")
+    speed.add_argument("--chunk-size", type=_positive_int, default=32, help="images per resumable, cached chunk")
+    speed.add_argument("--checkpoint-s", type=_non_negative_float, default=1.0,
+                       help="write finished chunks to disk this often (default 1 s; 0: every chunk): a killed run "
+                            "loses at most this much work and the chunks in flight")
     speed.add_argument("--no-decode-cache", action="store_true", help="do not cache decoded, cropped images")
     speed.add_argument("--recompute", action="store_true", help="ignore stored predictions and run again")
 
@@ -158,7 +171,7 @@ def _run_spec(args):
     if args.tta not in TTA_MODES:
         raise RecipeError(did_you_mean("TTA mode", args.tta, TTA_MODES))
     knobs = dict(workers=args.workers, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                 decode_cache=not args.no_decode_cache)
+                 checkpoint_s=args.checkpoint_s, decode_cache=not args.no_decode_cache)
     if args.model_path:
         if not args.recipe:
             from .preprocess import RECIPES

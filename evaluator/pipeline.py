@@ -13,6 +13,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -30,6 +31,8 @@ from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic
 from .dataset import Dataset
 from .errors import ArtifactError, ImageDecodeError, ModelError
 from .preprocess import Recipe
+
+log = logging.getLogger(__name__)
 
 # Bump when the pipeline's output for the same inputs changes, so old artifacts are not reused.
 PIPELINE_VERSION = 2
@@ -49,6 +52,7 @@ class RunSpec:
     threads_per_worker: int = 1
     batch_size: int = 32              # images per runtime.run(), which loops a model with a smaller fixed batch
     chunk_size: int = 32              # images per resumable, cacheable unit of work
+    checkpoint_s: float = 1.0         # finished chunks are written to parts/ this often (0: each one); a kill loses less
     decode_cache: bool = True
     exif_transpose: bool = False
 
@@ -209,26 +213,22 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
 
 
 def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
-    """Best k class ids (background column dropped) and their scores; ties go to the lower class id.
+    """Best k class ids (background column dropped) and their finite scores; ties go to the lower class id.
 
-    Equal to the first k of a stable argsort of -scores (finite scores), without sorting all 1000 columns: the
-    entries at least as large as each row's k-th largest value are exactly its top k unless that value is tied, and
-    rows with such a tie take the full sort.
+    Equal to the first k of a stable argsort of -scores, without sorting all 1000 columns: k rounds of argmax, which
+    returns the first (lowest) id among equal maxima, each taking the previous winner out. Quantized scores tie
+    often, and this costs the same with or without ties.
     """
-    scores = scores[:, class_offset:]
-    order = np.empty((len(scores), min(k, scores.shape[1])), dtype=np.intp)
-    if scores.shape[1] > k:
-        kth_largest = np.partition(scores, -k, axis=1)[:, -k]
-        candidates = scores >= kth_largest[:, None]
-        exact = candidates.sum(axis=1) == k
-        ids = np.nonzero(candidates[exact])[1].reshape(-1, k)  # ascending class id within each row
-        by_score = np.argsort(-np.take_along_axis(scores[exact], ids, axis=1), axis=1, kind="stable")
-        order[exact] = np.take_along_axis(ids, by_score, axis=1)
-        tied = ~exact
-    else:
-        tied = np.ones(len(scores), dtype=bool)
-    order[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
-    return order.astype(np.int32), np.take_along_axis(scores, order, axis=1).astype(np.float32)
+    remaining = scores[:, class_offset:].astype(np.float32)  # a copy: winners are overwritten below
+    k = min(k, remaining.shape[1])
+    rows = np.arange(len(remaining))
+    ids = np.empty((len(remaining), k), dtype=np.int32)
+    values = np.empty((len(remaining), k), dtype=np.float32)
+    for place in range(k):
+        ids[:, place] = best = remaining.argmax(axis=1)
+        values[:, place] = remaining[rows, best]
+        remaining[rows, best] = -np.inf
+    return ids, values
 
 
 def _model_inputs(config: _WorkerConfig, runtime, chunk_key: str, paths: list[str],
@@ -378,11 +378,13 @@ def _chunks(dataset: Dataset, chunk_size: int):
 
 
 def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: "_Progress") -> None:
-    """Run the chunks on worker threads, one runtime each, and store each finished chunk as it arrives.
+    """Run the chunks on worker threads, one runtime each, and keep each finished chunk as it arrives.
 
     Threads, not processes: JPEG decoding, resizing and inference all release the GIL, so the threads keep every core
     busy without starting interpreters or shipping arrays between processes. At most two chunks per thread are in
-    flight, so memory does not grow with the dataset.
+    flight, so memory does not grow with the dataset. Finished chunks are written to parts/ every checkpoint_s
+    seconds and whenever the run stops early (a failure, Ctrl-C); a run that ends writes them into predictions.csv
+    directly. A part per chunk would cost a fast model several percent of its run in file writes.
     """
     workers = min(config.spec.workers or available_cores(), max(1, len(chunks)))
     local, opened, opened_lock = threading.local(), [], threading.Lock()
@@ -402,6 +404,24 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
     def save(write: Callable, path: Path, data) -> None:
         writes.append(writer.submit(write, path, data))
 
+    next_checkpoint = time.monotonic() + config.spec.checkpoint_s
+
+    def keep_finished(pending: set, return_when: str) -> set:
+        nonlocal next_checkpoint
+        done, pending = wait(pending, return_when=return_when)
+        failed = [future for future in done if future.exception() is not None]
+        for future in done:  # every finished chunk is kept before a failure is raised
+            if future not in failed:
+                chunk = future.result()
+                store.keep(chunk)
+                progress.advance(len(chunk.image_ids))
+                if return_when == FIRST_COMPLETED and time.monotonic() >= next_checkpoint:  # not after the last
+                    store.checkpoint()
+                    next_checkpoint = time.monotonic() + config.spec.checkpoint_s
+        if failed:
+            failed[0].result()
+        return pending
+
     pool = ThreadPoolExecutor(workers, thread_name_prefix="evaluator-worker")
     finished = False
     with _single_threaded_opencv():
@@ -410,8 +430,8 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
             for chunk in chunks:
                 pending.add(pool.submit(work, chunk))
                 if len(pending) >= 2 * workers:
-                    pending = _store_finished(pending, store, progress, FIRST_COMPLETED)
-            _store_finished(pending, store, progress, ALL_COMPLETED)
+                    pending = keep_finished(pending, FIRST_COMPLETED)
+            keep_finished(pending, ALL_COMPLETED)
             writer.shutdown(wait=True)
             for write in writes:
                 write.result()  # a cache entry that could not be written is an error (ArtifactError names the file)
@@ -425,20 +445,16 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
             else:
                 for runtime in opened:
                     runtime.close()
+                _checkpoint_after_failure(store)
             progress.close()
 
 
-def _store_finished(pending: set, store: PredictionStore, progress: "_Progress", return_when: str) -> set:
-    done, pending = wait(pending, return_when=return_when)
-    failed = [future for future in done if future.exception() is not None]
-    for future in done:  # every finished chunk is stored before a failure is raised
-        if future not in failed:
-            chunk = future.result()
-            store.write_chunk(chunk)
-            progress.advance(len(chunk.image_ids))
-    if failed:
-        failed[0].result()
-    return pending
+def _checkpoint_after_failure(store: PredictionStore) -> None:
+    """Write the chunks finished before a failure, without hiding the failure if that write fails too."""
+    try:
+        store.checkpoint()
+    except ArtifactError as error:
+        log.warning("the chunks finished before the failure could not be kept: %s", error)
 
 
 @contextlib.contextmanager

@@ -504,10 +504,11 @@ def _no_temp_files(directory: Path) -> bool:
 
 
 def test_disk_full_mid_run_keeps_finished_chunks_and_earlier_artifacts(tmp_path, capsys, monkeypatch):
-    root, _ = imagenet(tmp_path, n_images=12)
+    root, _ = imagenet(tmp_path, n_images=16)
     model, artifacts = fake_model(tmp_path / "tiny.fake.json"), tmp_path / "artifacts"
     earlier, earlier_files = _complete_other_artifact(root, model, artifacts, capsys)
-    args = predict_args(root, model, artifacts, "--chunk-size", 4)
+    # a part per finished chunk; the third write fails (the last chunk would go straight into predictions.csv)
+    args = predict_args(root, model, artifacts, "--chunk-size", 4, "--checkpoint-s", 0)
     _fail_writes(monkeypatch, lambda target: target.name.startswith("part-")
                  and len(list(target.parent.glob("part-*"))) >= 2)
 
@@ -518,7 +519,7 @@ def test_disk_full_mid_run_keeps_finished_chunks_and_earlier_artifacts(tmp_path,
     assert len(list((run_dir(artifacts, "1-crop") / "parts").glob("part-*.npy"))) == 2 and _no_temp_files(artifacts)
     monkeypatch.undo()
     code, out, _ = cli(capsys, args)
-    assert code == 0 and "reused 8 images from an earlier run, predicted 4" in out
+    assert code == 0 and "reused 8 images from an earlier run, predicted 8" in out
 
 
 @pytest.mark.parametrize("failing_file", ["predictions.csv", "meta.json"])

@@ -19,7 +19,7 @@ from test_faults import artifact_dir, cli, fake_model, imagenet, predict_args
 from evaluator.cli import main
 
 N_IMAGES = 24
-CHUNK = 4  # images per chunk and per model call: 6 chunks
+CHUNK = 4  # images per chunk and per model call: 6 chunks, each written to parts/ when it finishes
 
 
 def predict_command(root: Path, model: Path, artifacts: Path) -> list[str]:
@@ -27,7 +27,7 @@ def predict_command(root: Path, model: Path, artifacts: Path) -> list[str]:
 
 
 def predict_arguments(root: Path, model: Path, artifacts: Path) -> list[str]:
-    return predict_args(root, model, artifacts, "--chunk-size", CHUNK, "--batch-size", CHUNK)
+    return predict_args(root, model, artifacts, "--chunk-size", CHUNK, "--batch-size", CHUNK, "--checkpoint-s", 0)
 
 
 def finished_chunks(artifacts: Path) -> list[Path]:

@@ -10,6 +10,7 @@ import pytest
 from imagenet_factory import make_imagenet
 
 import evaluator.pipeline as pipeline
+from evaluator.artifacts import PredictionStore
 from evaluator.dataset import load_dataset
 from evaluator.decode import decode_image
 from evaluator.pipeline import RunSpec, predict
@@ -111,14 +112,43 @@ def test_cached_geometry_reproduces_the_full_preprocessing(dataset, spec, tmp_pa
     assert run.computed == N_IMAGES
 
 
-def test_a_failing_chunk_keeps_the_chunks_finished_before_it(dataset, tmp_path):
+@pytest.mark.parametrize("checkpoint_s, n_parts", [(0, 3), (3600, 1)], ids=["every-chunk", "held-until-failure"])
+def test_a_failing_chunk_keeps_the_chunks_finished_before_it(dataset, tmp_path, checkpoint_s, n_parts):
     failing = replace(MODEL, fail_after_calls=3).save(tmp_path / "failing.fake.json")  # one call per chunk
     spec = RunSpec(Path(failing), get_recipe("mobilenet_keras"), "1-crop", "fake", chunk_size=4, batch_size=4,
-                   workers=1)
+                   workers=1, checkpoint_s=checkpoint_s)
     with pytest.raises(RuntimeError, match="planned failure"):
         predict(dataset, spec, tmp_path / "artifacts")
     parts = list((tmp_path / "artifacts").rglob("parts/part-*.npy"))
-    assert len(parts) == 3  # the chunks finished before the failure are kept for the next run
+    assert len(parts) == n_parts  # one part per chunk, or the held chunks written together on the way out
+    (directory,) = {part.parent.parent for part in parts}
+    assert PredictionStore(directory).done_ids() == set(dataset.image_ids[:12])  # kept for the next run
+
+
+def test_chunks_are_written_at_the_checkpoint_interval_and_a_finished_run_writes_none(dataset, spec, tmp_path,
+                                                                                     monkeypatch):
+    clock, written = [0.0], []
+    real_keep, real_checkpoint = PredictionStore.keep, PredictionStore.checkpoint
+
+    def keep(store, chunk):  # each finished chunk takes 1 s of a fake clock
+        clock[0] += 1.0
+        real_keep(store, chunk)
+
+    def checkpoint(store):
+        path = real_checkpoint(store)
+        written.append(len(np.load(path)))
+        return path
+
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(PredictionStore, "keep", keep)
+    monkeypatch.setattr(PredictionStore, "checkpoint", checkpoint)
+
+    result = predict(dataset, replace(spec, workers=1, checkpoint_s=2.5), tmp_path / "artifacts")
+
+    assert result.computed == N_IMAGES and len(result.predictions) == N_IMAGES
+    # a part once 2.5 s have passed, holding the 3 or more chunks (4 images each) finished since the last one;
+    # the chunks finished after the last checkpoint go straight into predictions.csv
+    assert written and all(n >= 12 for n in written) and sum(written) < N_IMAGES
 
 
 def test_decode_errors_are_cached_with_their_chunk(tmp_path, spec, decodes):
