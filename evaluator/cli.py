@@ -59,7 +59,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--limit", type=_positive_int, help="evaluate a deterministic class-stratified subset of N images")
     speed = parser.add_argument_group("speed (never changes results)")
     speed.add_argument("--workers", type=_positive_int, help="worker threads (default: the cores available)")
-    speed.add_argument("--batch-size", type=_positive_int, default=32)
+    speed.add_argument("--batch-size", type=_positive_int, default=4,
+                       help="images per model call (default 4: larger batches leave the CPU caches and run slower)")
     speed.add_argument("--chunk-size", type=_positive_int, default=32, help="images per resumable, cached chunk")
     speed.add_argument("--checkpoint-s", type=_non_negative_float, default=1.0,
                        help="write finished chunks to disk this often (default 1 s; 0: every chunk): a killed run "

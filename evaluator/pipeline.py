@@ -50,7 +50,7 @@ class RunSpec:
     # throughput knobs; they never change the predictions
     workers: int | None = None        # worker threads; None: the cores this process may use
     threads_per_worker: int = 1
-    batch_size: int = 32              # images per runtime.run(), which loops a model with a smaller fixed batch
+    batch_size: int = 4               # images per runtime.run() (a larger fixed batch of the model wins)
     chunk_size: int = 32              # images per resumable, cacheable unit of work
     checkpoint_s: float = 1.0         # finished chunks are written to parts/ this often (0: each one); a kill loses less
     decode_cache: bool = True
@@ -191,13 +191,13 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
                    stop: threading.Event, save: Callable) -> Predictions:
     """Decode, preprocess and classify one chunk of images with this thread's runtime."""
     chunk_key, image_ids, paths, labels = task
-    inputs, errors = _model_inputs(config, runtime, chunk_key, paths, save)
+    inputs, to_model, errors = _chunk_images(config, runtime, chunk_key, paths, save)
     n = len(image_ids)
     top5_ids = np.full((n, TOP_K), -1, dtype=np.int32)
     top5_scores = np.full((n, TOP_K), np.nan, dtype=np.float32)
     ok = [i for i, error in enumerate(errors) if not error]
     if ok:
-        scores = _run_batches(config, runtime, inputs, ok, stop)
+        scores = _run_batches(config, runtime, inputs, to_model, ok, stop)
         finite = np.isfinite(scores).all(axis=1)
         for j, i in enumerate(ok):
             if not finite[j]:
@@ -231,16 +231,20 @@ def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np
     return ids, values
 
 
-def _model_inputs(config: _WorkerConfig, runtime, chunk_key: str, paths: list[str],
-                  save: Callable) -> tuple[np.ndarray | None, list[str]]:
-    """The chunk's model-ready input batch (rows of failed images are unused; None if all failed) and per image an
-    error string ('' when fine)."""
+def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[str],
+                  save: Callable) -> tuple[np.ndarray | None, Callable, list[str]]:
+    """The chunk's images (rows of failed images are unused; None if all failed), the function that turns a batch of
+    them into the model's input, and per image an error string ('' when fine).
+
+    Cached geometry stays uint8 until each batch is run: a float batch made just before its model call is still in
+    the core's cache, where a whole float chunk (19 MB at 224 pixels) would not be.
+    """
     from .preprocess import inputs_from_geometry, preprocess, to_input
 
     spec, size = config.spec, config.input_size
     if config.cache_dir is not None:
         geometries, errors = _cached_geometry(config, chunk_key, paths, save)
-        return inputs_from_geometry(geometries, spec.recipe, runtime.input_spec), errors
+        return geometries, lambda batch: inputs_from_geometry(batch, spec.recipe, runtime.input_spec), errors
     arrays, errors = [], []
     for path in paths:
         try:
@@ -251,8 +255,9 @@ def _model_inputs(config: _WorkerConfig, runtime, chunk_key: str, paths: list[st
             errors.append(str(exc))
     done = next((a for a in arrays if a is not None), None)
     if done is None:
-        return None, errors
-    return to_input(np.stack([done if a is None else a for a in arrays]), spec.recipe, runtime.input_spec), errors
+        return None, None, errors
+    inputs = to_input(np.stack([done if a is None else a for a in arrays]), spec.recipe, runtime.input_spec)
+    return inputs, lambda batch: batch, errors
 
 
 def _decode(path: str, spec: RunSpec, channels: str = "RGB") -> np.ndarray:
@@ -304,18 +309,24 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
     return images, errors
 
 
-def _run_batches(config: _WorkerConfig, runtime, inputs: np.ndarray, ok: list[int],
+def _run_batches(config: _WorkerConfig, runtime, images: np.ndarray, to_model: Callable, ok: list[int],
                  stop: threading.Event) -> np.ndarray:
-    batch_size = config.spec.batch_size  # a model with a smaller fixed batch is looped inside runtime.run
+    batch_size = model_batch_size(config.spec, runtime)
     outputs = []
     for start in range(0, len(ok), batch_size):
         if stop.is_set():  # the run is being abandoned (interrupt or another chunk's error): stop promptly
             raise _Abandoned
         rows = ok[start:start + batch_size]
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
-        batch = inputs[rows[0]:rows[-1] + 1] if contiguous else inputs[rows]  # a view where no image failed
-        outputs.append(runtime.run(batch))
+        batch = images[rows[0]:rows[-1] + 1] if contiguous else images[rows]  # a view where no image failed
+        outputs.append(runtime.run(to_model(batch)))
     return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def model_batch_size(spec: RunSpec, runtime) -> int:
+    """Images per runtime.run(): the spec's batch size, or the model's fixed batch where that is larger (full
+    batches rather than padded ones); a model with a smaller fixed batch is looped inside runtime.run()."""
+    return max(spec.batch_size, runtime.max_batch or 0)
 
 
 class _Abandoned(Exception):

@@ -64,6 +64,17 @@ def test_predictions_do_not_depend_on_workers_chunks_or_batches(dataset, spec, t
     assert all(same_predictions(runs[0], run) for run in runs[1:])
 
 
+def test_a_model_with_a_larger_fixed_batch_gets_full_batches_not_padded_ones(dataset, spec, tmp_path):
+    calls = tmp_path / "calls.txt"
+    fixed = replace(MODEL, input_shape=(5, 8, 8, 3), calls_file=str(calls)).save(tmp_path / "fixed.fake.json")
+
+    run = predict(dataset, replace(spec, model_path=fixed, chunk_size=10, batch_size=2), tmp_path / "artifacts")
+
+    assert calls.read_text().split() == ["5"] * 6  # 3 chunks of 10 images in calls of 5, none padded from 2
+    dynamic = predict(dataset, spec, tmp_path / "dynamic").predictions
+    assert same_predictions(run.predictions, dynamic)
+
+
 def test_decode_cache_serves_a_second_model_with_the_same_geometry_bit_identically(dataset, spec, tmp_path, decodes):
     artifacts = tmp_path / "artifacts"
     first = predict(dataset, spec, artifacts)
