@@ -16,6 +16,7 @@ import contextlib
 import csv
 import dataclasses
 import errno
+import functools
 import gzip
 import hashlib
 import io
@@ -82,6 +83,30 @@ def atomic_write_array(path: str | os.PathLike, array: np.ndarray, durable: bool
     or zero-filled, so only files that are checked when read back (prediction chunks) may use it.
     """
     _atomic_write(path, lambda file: np.save(file, array, allow_pickle=False), durable)
+
+
+def read_array_exactly(path: str | os.PathLike, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """The array that atomic_write_array stored at `path`, which must have exactly this shape and dtype.
+
+    The .npy header is compared as bytes with the one np.save writes for them, not parsed, and the data is read
+    straight into the array: next to a fast model, np.load's header parsing is a cost. ValueError when the file
+    holds anything else (damaged, truncated, another shape); OSError when it cannot be read.
+    """
+    dtype = np.dtype(dtype)
+    header = _npy_header(tuple(shape), dtype)
+    array = np.empty(shape, dtype)
+    with open(path, "rb") as file:
+        if file.read(len(header)) != header or file.readinto(array) != array.nbytes or file.read(1):
+            raise ValueError(f"{path}: not an .npy file of {dtype} {tuple(shape)}")
+    return array
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    return header.getvalue()
 
 
 def _atomic_write(path: str | os.PathLike, write: Callable, durable: bool = True) -> None:
@@ -479,14 +504,23 @@ class PredictionStore:
 def _csv_bytes(predictions: Predictions) -> bytes:
     # The csv module, not pandas: the table is written at the end of every run and importing pandas costs more than
     # writing 50,000 rows. Quoting is minimal, as pandas writes it, and pandas.read_csv reads it back.
+    header = ",".join(CSV_COLUMNS) + "\n"
+    ids, errors = predictions.image_ids.tolist(), predictions.errors.tolist()
+    columns = (ids, predictions.labels.tolist(), predictions.top5_ids.tolist(), predictions.top5_scores.tolist())
+    if not any(errors) and not _NEEDS_QUOTES.search("".join(ids)):  # the usual table: one format per row, 2x faster
+        return (header + "".join([_PLAIN_ROW % (image_id, label, *top5, *scores)
+                                  for image_id, label, top5, scores in zip(*columns)])).encode("utf-8")
     buffer = io.StringIO()
+    buffer.write(header)
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    scores = [[SCORE_FORMAT % value for value in row] for row in predictions.top5_scores.tolist()]
-    writer.writerows([image_id, label, *ids, *row_scores, error] for image_id, label, ids, row_scores, error in zip(
-        predictions.image_ids.tolist(), predictions.labels.tolist(), predictions.top5_ids.tolist(), scores,
-        predictions.errors.tolist()))
+    writer.writerows([image_id, label, *top5, *(SCORE_FORMAT % score for score in scores), error]
+                     for (image_id, label, top5, scores), error in zip(zip(*columns), errors))
     return buffer.getvalue().encode("utf-8")
+
+
+# What the csv module quotes in a field; a table without such ids and without errors is written with _PLAIN_ROW.
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+_PLAIN_ROW = ",".join(["%s", "%d", *["%d"] * len(ID_COLUMNS), *[SCORE_FORMAT] * len(SCORE_COLUMNS)]) + ",\n"
 
 
 def write_predictions_record(predictions: Predictions, path: str | os.PathLike) -> None:

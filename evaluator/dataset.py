@@ -87,6 +87,11 @@ class Dataset:
             raise DatasetError(f"image id {image_id!r} is not in the dataset ({self.describe()}, {self.root})")
         return self.image_dir / self.file_names[index]
 
+    def image_files(self) -> list[str]:
+        """Paths of all evaluated images in image_ids order, as strings (a Path per image costs more than its use)."""
+        directory = os.path.join(str(self.image_dir), "")
+        return [directory + name for name in self.file_names]
+
     def describe(self) -> str:
         """One line for logs and reports: "700 of 50,000 images present (49,300 missing, 0 unlisted files ignored)"."""
         n_present = self.n_listed - self.n_missing

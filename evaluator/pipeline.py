@@ -27,7 +27,7 @@ import numpy as np
 
 from . import __version__
 from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic_write_bytes, cache_key, file_lock,
-                         read_json)
+                         read_array_exactly, read_json)
 from .dataset import Dataset
 from .errors import ArtifactError, ImageDecodeError, ModelError
 from .preprocess import Recipe
@@ -280,14 +280,13 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
     images_file = config.cache_dir / f"{chunk_key}.npy"
     errors_file = config.cache_dir / f"{chunk_key}.errors.json"
     size = config.input_size
-    if images_file.is_file():
-        try:
-            images = np.load(images_file, allow_pickle=False)
-            errors = read_json(errors_file) if errors_file.is_file() else [""] * len(paths)
-            if images.shape == (len(paths), size, size, 3) and images.dtype == np.uint8 and len(errors) == len(paths):
-                return images, [str(error) for error in errors]
-        except (OSError, ValueError, ArtifactError):
-            pass  # a damaged cache entry is recomputed and replaced
+    try:
+        images = read_array_exactly(images_file, (len(paths), size, size, 3), np.uint8)
+        errors = read_json(errors_file) if errors_file.is_file() else [""] * len(paths)
+        if len(errors) == len(paths):
+            return images, [str(error) for error in errors]
+    except (OSError, ValueError, ArtifactError):
+        pass  # not cached yet; a damaged entry is recomputed and replaced
     spec = config.spec
     bgr = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     errors = []
@@ -325,7 +324,10 @@ def _run_batches(config: _WorkerConfig, runtime, images: np.ndarray, to_model: C
 
 def model_batch_size(spec: RunSpec, runtime) -> int:
     """Images per runtime.run(): the spec's batch size, or the model's fixed batch where that is larger (full
-    batches rather than padded ones); a model with a smaller fixed batch is looped inside runtime.run()."""
+    batches rather than padded ones). A model with a fixed batch of 1 is looped inside runtime.run(), image by image
+    whatever the call's size, so it takes whole chunks: fewer calls, less per-call overhead."""
+    if runtime.max_batch == 1:
+        return spec.chunk_size
     return max(spec.batch_size, runtime.max_batch or 0)
 
 
@@ -380,12 +382,11 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
 
 
 def _chunks(dataset: Dataset, chunk_size: int):
-    ids = dataset.image_ids
+    ids, files = dataset.image_ids, dataset.image_files()
     for start in range(0, len(ids), chunk_size):
-        chunk_ids = list(ids[start:start + chunk_size])
         chunk_key = f"{dataset.fingerprint}-{start // chunk_size:05d}-{chunk_size}"
-        yield (chunk_key, chunk_ids, [str(dataset.image_path(i)) for i in chunk_ids],
-               dataset.labels[start:start + chunk_size])
+        end = start + chunk_size
+        yield chunk_key, list(ids[start:end]), files[start:end], dataset.labels[start:end]
 
 
 def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: "_Progress") -> None:

@@ -403,40 +403,46 @@ def inputs_from_geometry(images_u8: np.ndarray, recipe: Recipe, spec: TensorSpec
         raise ValueError(f"expected an (N, H, W, 3) uint8 stack; got {images.dtype} {images.shape}")
     n, height, width, _ = images.shape
     table = _input_table(recipe, np.dtype(spec.dtype), spec.scale, spec.zero_point)
-    # column c of the table is input channel c in the recipe's colour order, which is RGB reversed for BGR recipes
-    bgr = recipe.colour == "BGR"
-    sources = (2, 1, 0) if bgr else (0, 1, 2)
     if recipe.layout == "NCHW":
         batch = np.empty((n, 3, height, width), dtype=table.dtype)
         planes = list(np.empty((3, height, width), dtype=np.uint8))  # reused: a fresh split per image costs 2x
-        columns = [np.ascontiguousarray(table[:, channel]) for channel in range(3)]
         for image, planes_out in zip(images, batch):
             cv2.split(image, planes)
-            for channel, source in enumerate(sources):
-                cv2.LUT(planes[source], columns[channel], dst=planes_out[channel])
-    elif not bgr and _is_identity(table):
+            for channel, source in enumerate(table.sources):
+                cv2.LUT(planes[source], table.columns[channel], dst=planes_out[channel])
+    elif table.identity:
         batch = images  # raw uint8 pixels in RGB order: nothing to do
     else:
         rows = images.reshape(n * height, width, 3)
-        if bgr:
+        if table.sources != (0, 1, 2):
             rows = cv2.cvtColor(rows, cv2.COLOR_RGB2BGR)
-        batch = cv2.LUT(rows, np.ascontiguousarray(table[None])).reshape(n, height, width, 3)
+        batch = cv2.LUT(rows, table.interleaved).reshape(n, height, width, 3)
     _check_shape(batch, recipe, spec)
     return batch
 
 
+@dataclass(frozen=True)
+class _InputTable:
+    """to_input(normalize(level)) for every uint8 level, per input channel, in the forms OpenCV takes."""
+
+    dtype: np.dtype
+    sources: tuple[int, int, int]  # the RGB channel that feeds each input channel (reversed for BGR recipes)
+    columns: tuple[np.ndarray, ...]  # per input channel, (256,) contiguous
+    interleaved: np.ndarray  # (1, 256, 3)
+    identity: bool  # uint8 levels unchanged in RGB order: the images are the input
+
+
 @functools.lru_cache(maxsize=None)
-def _input_table(recipe: Recipe, dtype: np.dtype, scale: float | None, zero_point: int | None) -> np.ndarray:
+def _input_table(recipe: Recipe, dtype: np.dtype, scale: float | None, zero_point: int | None) -> _InputTable:
     from evaluator.runtimes.base import TensorSpec
 
     spec = TensorSpec("table", (None, 256, 3), dtype, scale, zero_point)
     table = _input_values(normalize(_LEVELS, recipe)[None], recipe, spec)[0, 0]  # (256, 3)
-    table.setflags(write=False)
-    return table
-
-
-def _is_identity(table: np.ndarray) -> bool:
-    return table.dtype == np.uint8 and bool((table == np.arange(256, dtype=np.uint8)[:, None]).all())
+    sources = (2, 1, 0) if recipe.colour == "BGR" else (0, 1, 2)
+    identity = (table.dtype == np.uint8 and sources == (0, 1, 2)
+                and bool((table == np.arange(256, dtype=np.uint8)[:, None]).all()))
+    columns = tuple(np.ascontiguousarray(table[:, channel]) for channel in range(3))
+    return _InputTable(table.dtype, sources, columns, np.ascontiguousarray(table[None]), identity)
 
 
 def _input_values(batch: np.ndarray, recipe: Recipe, spec: TensorSpec) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Tests for evaluator/artifacts.py: atomic writes, locks, cache keys, the predictions store, seed text files."""
 
 import errno
+import io
 import json
 import logging
 import os
@@ -14,13 +15,17 @@ import pytest
 
 from evaluator import artifacts
 from evaluator.artifacts import (
+    CSV_COLUMNS,
+    SCORE_FORMAT,
     PredictionStore,
     Predictions,
+    atomic_write_array,
     atomic_write_bytes,
     atomic_write_text,
     cache_key,
     LockTimeout,
     file_lock,
+    read_array_exactly,
     read_json,
     read_predictions_csv,
     read_prediction_texts,
@@ -230,6 +235,47 @@ def test_store_scores_round_trip_exactly_through_csv(tmp_path):
     store.write_chunk(predictions)
     store.finalize({})
     assert_same_predictions(store.load(), predictions)
+
+
+@pytest.mark.parametrize("odd", [None, "error", "id with comma", "id with quote"])
+def test_csv_table_is_what_the_csv_module_writes(odd):
+    import csv
+
+    predictions = make_predictions(IDS[:5])
+    predictions.top5_scores[0] = [1e-30, 3.4028235e38, np.float32(1 / 3), -0.0, np.nan]
+    if odd == "error":
+        predictions.errors[2] = 'cannot decode "x.JPEG", truncated\nat byte 7'
+    elif odd:
+        ids = predictions.image_ids.astype(object)
+        ids[1] = "a,b" if odd == "id with comma" else 'a"b'
+        predictions.image_ids = ids.astype(str)
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in range(len(predictions)):
+        writer.writerow([predictions.image_ids[row], predictions.labels[row], *predictions.top5_ids[row].tolist(),
+                         *(SCORE_FORMAT % score for score in predictions.top5_scores[row].tolist()),
+                         predictions.errors[row]])
+
+    assert artifacts._csv_bytes(predictions) == expected.getvalue().encode("utf-8")
+
+
+def test_read_array_exactly_reads_what_atomic_write_array_stored_and_nothing_else(tmp_path):
+    array = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+    path = tmp_path / "entry.npy"
+    atomic_write_array(path, array)
+    np.testing.assert_array_equal(read_array_exactly(path, (2, 3, 4, 3), np.uint8), array)
+
+    for shape, dtype in [((2, 3, 4, 4), np.uint8), ((2, 3, 4, 3), np.int8), ((1, 3, 4, 3), np.uint8)]:
+        with pytest.raises(ValueError, match="entry.npy: not an .npy file of"):
+            read_array_exactly(path, shape, dtype)
+    stored = path.read_bytes()
+    for damaged in (stored[:-1], stored + b"\0", b"\0" * len(stored)):  # truncated, trailing bytes, zero-filled
+        path.write_bytes(damaged)
+        with pytest.raises(ValueError):
+            read_array_exactly(path, (2, 3, 4, 3), np.uint8)
+    with pytest.raises(FileNotFoundError):
+        read_array_exactly(tmp_path / "missing.npy", (2, 3, 4, 3), np.uint8)
 
 
 def test_finalize_writes_meta_last(tmp_path, monkeypatch):
