@@ -15,11 +15,12 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -393,22 +394,18 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
     """Run the chunks on worker threads, one runtime each, and keep each finished chunk as it arrives.
 
     Threads, not processes: JPEG decoding, resizing and inference all release the GIL, so the threads keep every core
-    busy without starting interpreters or shipping arrays between processes. At most two chunks per thread are in
-    flight, so memory does not grow with the dataset. Finished chunks are written to parts/ every checkpoint_s
-    seconds and whenever the run stops early (a failure, Ctrl-C); a run that ends writes them into predictions.csv
-    directly. A part per chunk would cost a fast model several percent of its run in file writes.
+    busy without starting interpreters or shipping arrays between processes. A worker takes the next chunk when it
+    has handed over the last one through a queue of one chunk per worker, so at most two chunks per worker are in
+    memory whatever the dataset's size. Finished chunks are written to parts/ every checkpoint_s seconds and whenever
+    the run stops early (a failure, Ctrl-C); a run that ends writes them into predictions.csv directly. A part per
+    chunk would cost a fast model several percent of its run in file writes.
     """
     workers = min(config.spec.workers or available_cores(), max(1, len(chunks)))
-    local, opened, opened_lock = threading.local(), [], threading.Lock()
-    stop = threading.Event()
     runtime_key = _runtime_key(config.spec)
-
-    def work(chunk):
-        if not hasattr(local, "runtime"):
-            local.runtime = _idle_runtimes.take(runtime_key, config.spec)
-            with opened_lock:
-                opened.append(local.runtime)
-        return _predict_chunk(config, local.runtime, chunk, stop, save)
+    todo, todo_lock = iter(chunks), threading.Lock()
+    finished_chunks: queue.Queue = queue.Queue(maxsize=workers)  # Predictions, an exception, or _WORKER_DONE
+    stop = threading.Event()
+    opened: list = []
 
     # Decode-cache entries are written by one more thread: its fsyncs then never leave a core idle.
     writer, writes = ThreadPoolExecutor(1, thread_name_prefix="evaluator-cache-writer"), []
@@ -416,57 +413,81 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
     def save(write: Callable, path: Path, data) -> None:
         writes.append(writer.submit(write, path, data))
 
+    def work() -> None:
+        try:
+            runtime = _idle_runtimes.take(runtime_key, config.spec)
+            opened.append(runtime)
+            while not stop.is_set():
+                with todo_lock:
+                    chunk = next(todo, None)
+                if chunk is None:
+                    break
+                finished_chunks.put(_predict_chunk(config, runtime, chunk, stop, save))
+        except _Abandoned:
+            pass
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
+            finished_chunks.put(error)
+        finally:
+            finished_chunks.put(_WORKER_DONE)
+
+    running, failures = workers, []
+    chunks_left = len(chunks)
     next_checkpoint = time.monotonic() + config.spec.checkpoint_s
 
-    def keep_finished(pending: set, return_when: str) -> set:
-        nonlocal next_checkpoint
-        done, pending = wait(pending, return_when=return_when)
-        failed = [future for future in done if future.exception() is not None]
-        for future in done:  # every finished chunk is kept before a failure is raised
-            if future not in failed:
-                chunk = future.result()
-                store.keep(chunk)
-                progress.advance(len(chunk.image_ids))
-                if return_when == FIRST_COMPLETED and time.monotonic() >= next_checkpoint:  # not after the last
-                    store.checkpoint()
-                    next_checkpoint = time.monotonic() + config.spec.checkpoint_s
-        if failed:
-            failed[0].result()
-        return pending
+    def receive() -> None:
+        nonlocal running, chunks_left, next_checkpoint
+        item = finished_chunks.get()
+        if item is _WORKER_DONE:
+            running -= 1
+        elif isinstance(item, BaseException):
+            failures.append(item)
+            stop.set()
+        else:  # every finished chunk is kept, also those that arrive after a failure
+            store.keep(item)
+            progress.advance(len(item.image_ids))
+            chunks_left -= 1
+            if chunks_left and not stop.is_set() and time.monotonic() >= next_checkpoint:  # none after the last
+                store.checkpoint()
+                next_checkpoint = time.monotonic() + config.spec.checkpoint_s
 
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="evaluator-worker")
     finished = False
     with _single_threaded_opencv():
+        for number in range(workers):
+            threading.Thread(target=work, name=f"evaluator-worker-{number}", daemon=True).start()
         try:
-            pending: set = set()
-            for chunk in chunks:
-                pending.add(pool.submit(work, chunk))
-                if len(pending) >= 2 * workers:
-                    pending = keep_finished(pending, FIRST_COMPLETED)
-            keep_finished(pending, ALL_COMPLETED)
+            while running:
+                receive()
+            if failures:
+                raise failures[0]
             writer.shutdown(wait=True)
             for write in writes:
                 write.result()  # a cache entry that could not be written is an error (ArtifactError names the file)
             finished = True
         finally:
             stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            while running:  # after Ctrl-C or a failed checkpoint: workers finish their chunk (kept) and stop
+                receive()
             writer.shutdown(wait=True)
             if finished:  # after a failure no runtime is trusted for another run
                 _idle_runtimes.give_back(runtime_key, opened)
             else:
                 for runtime in opened:
                     runtime.close()
-                _checkpoint_after_failure(store)
+                _checkpoint_after_failure(store, sys.exc_info()[1])
             progress.close()
 
 
-def _checkpoint_after_failure(store: PredictionStore) -> None:
-    """Write the chunks finished before a failure, without hiding the failure if that write fails too."""
+_WORKER_DONE = object()  # a worker's last message
+
+
+def _checkpoint_after_failure(store: PredictionStore, failure: BaseException | None) -> None:
+    """Write the chunks finished before a failure; if that fails too, say so unless the failure was already a disk
+    error (ArtifactError), which is what the user will read."""
     try:
         store.checkpoint()
     except ArtifactError as error:
-        log.warning("the chunks finished before the failure could not be kept: %s", error)
+        if not isinstance(failure, ArtifactError):
+            log.warning("the chunks finished before the failure could not be kept: %s", error)
 
 
 @contextlib.contextmanager
