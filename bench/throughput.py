@@ -2,6 +2,7 @@
 
     python bench/throughput.py                  # every fixture model, memory and rescoring (about 5 minutes, 2 cores)
     python bench/throughput.py --models mobilenet_v1_025_128_quant --skip-memory
+    python bench/throughput.py --models onnxzoo_mobilenetv2_int8 --skip-memory --batch-size 32   # another batch
 
 Measured in one run, on the same images, model files and machine (../shared/fixtures: 700 real ImageNet JPEGs, the
 real fixture models; generated JPEGs for the memory test):
@@ -129,9 +130,10 @@ def fixture_models(names: list[str] | None) -> list[ModelUnderTest]:
 # --- per-model measurements ----------------------------------------------------------------------------------------
 
 
-def measure_model(model: ModelUnderTest, dataset: Dataset, repeated: Dataset, work: Path) -> ModelResult:
+def measure_model(model: ModelUnderTest, dataset: Dataset, repeated: Dataset, work: Path,
+                  batch_size: int) -> ModelResult:
     recipe = get_recipe(model.recipe)
-    spec = RunSpec(model.path, recipe, TTA, model.runtime)
+    spec = RunSpec(model.path, recipe, TTA, model.runtime, batch_size=batch_size)
     size = inspect_model(spec).input_size
     paths = [dataset.image_path(i) for i in dataset.image_ids]
 
@@ -154,7 +156,7 @@ def measure_model(model: ModelUnderTest, dataset: Dataset, repeated: Dataset, wo
 
     pipeline_s = best_of_three(lambda i: [sys.executable, "-m", "evaluator", "predict", "--model-path", str(model.path),
                                         "--recipe", model.recipe, "--tta", TTA, "--runtime", model.runtime,
-                                        "--imagenet-dir", str(dataset.root),
+                                        "--imagenet-dir", str(dataset.root), "--batch-size", str(batch_size),
                                         "--artifacts-dir", str(work / f"command-{model.name}-{i}")])
     seed_command = [sys.executable, str(REPO / "bench" / "seed_loop.py"), "--model-path", str(model.path),
                     "--recipe", model.recipe, "--tta", TTA, "--runtime", model.runtime,
@@ -360,8 +362,9 @@ def machine_line() -> str:
     return f"{CORES} cores available ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
-def print_table(results: list[ModelResult], n_images: int) -> None:
-    print(f"\n{n_images} fixture images, TTA {TTA}; rates in images/s; whole commands in s (best of three)\n")
+def print_table(results: list[ModelResult], n_images: int, batch_size: int) -> None:
+    print(f"\n{n_images} fixture images, TTA {TTA}, batches of {batch_size}; rates in images/s; whole commands in s "
+          "(best of three)\n")
     header = ("model", "size", "c_dec ms", "c_inf ms", "limit", "cold", "cold/limit", "warm", "warm/limit",
               "warm/(cores/c_inf)", f"x{REPEATS} cold/limit", f"x{REPEATS} warm/(cores/c_inf)", "seed s",
               "seed s (all cores)", "evaluator s", "speed-up", "same top-5")
@@ -407,6 +410,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="catalogue names of fixture models (default: all)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=RunSpec.batch_size,
+                        help=f"images per model call in the pipeline and in c_inf (default {RunSpec.batch_size})")
     parser.add_argument("--rss-child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -426,8 +431,8 @@ def main() -> int:
         results = []
         for model in models:
             print(f"measuring {model.name} ({model.runtime}) ...", flush=True)
-            results.append(measure_model(model, dataset, repeated, work))
-        print_table(results, len(dataset.image_ids))
+            results.append(measure_model(model, dataset, repeated, work, args.batch_size))
+        print_table(results, len(dataset.image_ids), args.batch_size)
         print()
         peaks = None if args.skip_memory else measure_memory(models, work)
         rescore_s = measure_rescoring(work)

@@ -2,9 +2,10 @@
 
 Work is split into fixed chunks of the sorted image list. Worker threads, one per core, each own one runtime with a
 deliberate number of threads (1) and do decode -> TTA geometry -> normalisation -> batched inference -> top-5 for a
-chunk; the runtimes of the last model stay open for its next run in this process. The decoded geometry of each chunk is cached on disk where that is bit-identical, so a second model with the
-same geometry decodes nothing. Finished chunks are written atomically; a rerun skips them (resume), and a finished
-artifact is reused as long as its cache key matches.
+chunk; the runtimes of the last model stay open for its next run in this process. The decoded geometry of each chunk
+is cached on disk where that is bit-identical, so a second model with the same geometry decodes nothing. Finished
+chunks are written atomically every checkpoint_s seconds and when a run stops early; a rerun skips them (resume),
+and a finished artifact is reused as long as its cache key matches.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class RunSpec:
     threads_per_worker: int = 1
     batch_size: int = 4               # images per runtime.run() (a larger fixed batch of the model wins)
     chunk_size: int = 32              # images per resumable, cacheable unit of work
-    checkpoint_s: float = 1.0         # finished chunks are written to parts/ this often (0: each one); a kill loses less
+    checkpoint_s: float = 1.0         # finished chunks go to parts/ this often (0: each one); what a kill can lose
     decode_cache: bool = True
     exif_transpose: bool = False
 
@@ -192,13 +193,13 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
                    stop: threading.Event, save: Callable) -> Predictions:
     """Decode, preprocess and classify one chunk of images with this thread's runtime."""
     chunk_key, image_ids, paths, labels = task
-    inputs, to_model, errors = _chunk_images(config, runtime, chunk_key, paths, save)
+    images, to_model, errors = _chunk_images(config, runtime, chunk_key, paths, save)
     n = len(image_ids)
     top5_ids = np.full((n, TOP_K), -1, dtype=np.int32)
     top5_scores = np.full((n, TOP_K), np.nan, dtype=np.float32)
     ok = [i for i, error in enumerate(errors) if not error]
     if ok:
-        scores = _run_batches(config, runtime, inputs, to_model, ok, stop)
+        scores = _run_batches(config, runtime, images, to_model, ok, stop)
         finite = np.isfinite(scores).all(axis=1)
         for j, i in enumerate(ok):
             if not finite[j]:
