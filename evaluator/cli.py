@@ -38,7 +38,7 @@ def _non_negative_float(text: str) -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0")
     return value
 
 
@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
     p.add_argument("--imagenet-dir", type=Path)
+    p = sub.add_parser("cache", help="size of the decode cache; --max-gb deletes least recently used geometries",
+                       epilog="examples:\n  python -m evaluator cache\n  python -m evaluator cache --max-gb 20",
+                       formatter_class=fmt)
+    p.add_argument("--artifacts-dir", type=Path, help="default: $EVALUATOR_ARTIFACTS_DIR or artifacts")
+    p.add_argument("--max-gb", type=_non_negative_float,
+                   help="delete whole geometries, least recently used first, until the cache holds at most this")
     for subparser in sub.choices.values():  # --debug also works after the subcommand
         subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
@@ -380,8 +386,28 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    import time
+
+    from .decode_cache import CACHE_DIR, geometry_caches, prune
+    from .locations import default_artifacts_dir
+
+    artifacts_dir = args.artifacts_dir or default_artifacts_dir()
+    if args.max_gb is not None:
+        for removed in prune(artifacts_dir, int(args.max_gb * 1e9)):
+            print(f"deleted {removed.n_bytes / 1e9:.2f} GB: {removed.path.name} ({removed.description})")
+    caches = geometry_caches(artifacts_dir)
+    total = sum(cache.n_bytes for cache in caches)
+    print(f"{artifacts_dir / CACHE_DIR}: {len(caches)} geometries, {total / 1e9:.2f} GB")
+    for cache in reversed(caches):  # most recently used first
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(cache.last_used))
+        print(f"  {cache.n_bytes / 1e9:7.2f} GB  {cache.n_entries:6,} chunks  used {used}  {cache.path.name}  "
+              f"{cache.description}")
+    return 0
+
+
 COMMANDS = {"predict": cmd_predict, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
-            "validate": cmd_validate, "report": cmd_report, "diff": cmd_diff}
+            "validate": cmd_validate, "report": cmd_report, "diff": cmd_diff, "cache": cmd_cache}
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from . import __version__
 from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic_write_bytes, cache_key, file_lock,
                          read_array_exactly, read_json)
 from .dataset import Dataset
+from .decode_cache import CACHE_DIR, mark_used
 from .errors import ArtifactError, ImageDecodeError, ModelError
 from .preprocess import Recipe
 
@@ -355,7 +356,14 @@ def geometry_cache_dir(artifacts_dir: Path, spec: RunSpec, input_size: int) -> P
         return None
     key = cache_key(geometry=geometry_key(spec.recipe, spec.tta, input_size), exif=spec.exif_transpose,
                     pipeline=PIPELINE_VERSION)
-    return Path(artifacts_dir) / "decode-cache" / key
+    return Path(artifacts_dir) / CACHE_DIR / key
+
+
+def _geometry_description(spec: RunSpec, input_size: int) -> str:
+    from .preprocess import geometry_key
+
+    exif = ", EXIF-rotated" if spec.exif_transpose else ""
+    return f"{geometry_key(spec.recipe, spec.tta, input_size)}{exif}"
 
 
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
@@ -377,6 +385,8 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         todo = sum(len(c[1]) for c in chunks)
         reused = len(dataset.image_ids) - todo
         config = _WorkerConfig(spec, info.input_size, geometry_cache_dir(artifacts_dir, spec, info.input_size))
+        if config.cache_dir is not None:  # for `python -m evaluator cache`: what it is, when it was last used
+            mark_used(config.cache_dir, _geometry_description(spec, info.input_size))
         _run_chunks(config, chunks, store, _Progress(todo, progress, reused))
         meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused)
         predictions = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written

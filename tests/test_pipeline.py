@@ -12,6 +12,7 @@ from imagenet_factory import make_imagenet
 import evaluator.pipeline as pipeline
 from evaluator.artifacts import PredictionStore
 from evaluator.dataset import load_dataset
+from evaluator.decode_cache import USED_MARKER
 from evaluator.decode import decode_image
 from evaluator.pipeline import RunSpec, predict
 from evaluator.preprocess import RECIPES, TTA_MODES, from_geometry, geometry, geometry_is_cacheable, get_recipe, preprocess
@@ -79,7 +80,9 @@ def test_decode_cache_serves_a_second_model_with_the_same_geometry_bit_identical
     artifacts = tmp_path / "artifacts"
     first = predict(dataset, spec, artifacts)
     assert len(decodes) == N_IMAGES
-    entries = sorted(p.name for p in (artifacts / "decode-cache").rglob("*") if p.is_file())
+    files = sorted(p.name for p in (artifacts / "decode-cache").rglob("*") if p.is_file())
+    entries = [name for name in files if name != USED_MARKER]
+    assert len(files) == len(entries) + 1  # and the geometry's usage marker
     assert len(entries) == 8 and all(name.endswith(".npy") for name in entries)  # 8 chunks, no temp files
 
     other_model = replace(MODEL, mean_offset=490.0).save(tmp_path / "other.fake.json")
