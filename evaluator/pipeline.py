@@ -348,22 +348,18 @@ def artifact_key(spec: RunSpec, info: ModelInfo, dataset: Dataset) -> str:
                      dataset=dataset.fingerprint, exif=spec.exif_transpose, pipeline=PIPELINE_VERSION)
 
 
-def geometry_cache_dir(artifacts_dir: Path, spec: RunSpec, input_size: int) -> Path | None:
-    """Decode-cache directory for this geometry, or None where a cached uint8 image would not be bit-identical."""
+def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> Path | None:
+    """Decode-cache directory for this geometry, marked as used now (for `python -m evaluator cache`), or None where
+    a cached uint8 image would not be bit-identical or the cache is off."""
     from .preprocess import geometry_is_cacheable, geometry_key
 
     if not spec.decode_cache or not geometry_is_cacheable(spec.recipe, spec.tta):
         return None
-    key = cache_key(geometry=geometry_key(spec.recipe, spec.tta, input_size), exif=spec.exif_transpose,
-                    pipeline=PIPELINE_VERSION)
-    return Path(artifacts_dir) / CACHE_DIR / key
-
-
-def _geometry_description(spec: RunSpec, input_size: int) -> str:
-    from .preprocess import geometry_key
-
-    exif = ", EXIF-rotated" if spec.exif_transpose else ""
-    return f"{geometry_key(spec.recipe, spec.tta, input_size)}{exif}"
+    geometry = geometry_key(spec.recipe, spec.tta, input_size)
+    directory = Path(artifacts_dir) / CACHE_DIR / cache_key(geometry=geometry, exif=spec.exif_transpose,
+                                                            pipeline=PIPELINE_VERSION)
+    mark_used(directory, geometry + (", EXIF-rotated" if spec.exif_transpose else ""))
+    return directory
 
 
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
@@ -384,9 +380,7 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         chunks = [c for c in _chunks(dataset, spec.chunk_size) if not set(c[1]) <= done]
         todo = sum(len(c[1]) for c in chunks)
         reused = len(dataset.image_ids) - todo
-        config = _WorkerConfig(spec, info.input_size, geometry_cache_dir(artifacts_dir, spec, info.input_size))
-        if config.cache_dir is not None:  # for `python -m evaluator cache`: what it is, when it was last used
-            mark_used(config.cache_dir, _geometry_description(spec, info.input_size))
+        config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
         _run_chunks(config, chunks, store, _Progress(todo, progress, reused))
         meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused)
         predictions = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
