@@ -38,7 +38,7 @@ from .preprocess import Recipe
 log = logging.getLogger(__name__)
 
 # Bump when the pipeline's output for the same inputs changes, so old artifacts are not reused.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 TOP_K = 5
 
 
@@ -57,7 +57,6 @@ class RunSpec:
     chunk_size: int = 32              # images per resumable, cacheable unit of work
     checkpoint_s: float = 1.0         # finished chunks go to parts/ this often (0: each one); what a kill can lose
     decode_cache: bool = True
-    exif_transpose: bool = False
 
 
 @dataclass
@@ -206,7 +205,7 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
             if not finite[j]:
                 errors[i] = f"model produced {int((~np.isfinite(scores[j])).sum())} NaN/infinite scores"
         good = np.flatnonzero(finite)
-        ids, values = top_k(scores[good], config.spec.recipe.class_offset)
+        ids, values = top_k(scores[good], config.spec.recipe.class_offset, ranking=config.spec.recipe.ranking)
         rows = np.asarray(ok)[good]
         top5_ids[rows], top5_scores[rows] = ids, values
     return Predictions(
@@ -215,23 +214,33 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
     )
 
 
-def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
-    """Best k class ids (background column dropped) and their finite scores; ties go to the lower class id.
+def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K,
+          ranking: str = "argmax-lowest-id") -> tuple[np.ndarray, np.ndarray]:
+    """Best k class ids (background column dropped) and their finite scores, ranked by the recipe's rule.
 
-    Equal to the first k of a stable argsort of -scores, without sorting all 1000 columns: k rounds of argmax, which
-    returns the first (lowest) id among equal maxima, each taking the previous winner out. Quantized scores tie
-    often, and this costs the same with or without ties.
+    "argmax-lowest-id": the first k of a stable argsort of -scores, without sorting all 1000 columns: k rounds of
+    argmax, which returns the first (lowest) id among equal maxima, each taking the previous winner out.
+    "numpy-argsort": the scripts' np.argsort(row)[-k:][::-1] on the float32 row. Its order differs from the first
+    rule only where two of the best k + 1 scores are equal (distinct values sort the same way in any sort), so only
+    those rows are argsorted; quantized outputs tie often, float outputs almost never.
     """
-    remaining = scores[:, class_offset:].astype(np.float32)  # a copy: winners are overwritten below
+    class_scores = scores[:, class_offset:].astype(np.float32)
+    exact = ranking == "numpy-argsort"
+    remaining = class_scores.copy() if exact else class_scores  # winners are overwritten below
     k = min(k, remaining.shape[1])
+    rounds = min(k + 1, remaining.shape[1]) if exact else k
     rows = np.arange(len(remaining))
-    ids = np.empty((len(remaining), k), dtype=np.int32)
-    values = np.empty((len(remaining), k), dtype=np.float32)
-    for place in range(k):
+    ids = np.empty((len(remaining), rounds), dtype=np.int32)
+    values = np.empty((len(remaining), rounds), dtype=np.float32)
+    for place in range(rounds):
         ids[:, place] = best = remaining.argmax(axis=1)
         values[:, place] = remaining[rows, best]
         remaining[rows, best] = -np.inf
-    return ids, values
+    if exact:
+        for row in np.flatnonzero((values[:, 1:] == values[:, :-1]).any(axis=1)):
+            order = np.argsort(class_scores[row])[::-1][:k]
+            ids[row, :k], values[row, :k] = order, class_scores[row, order]
+    return ids[:, :k], values[:, :k]
 
 
 def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[str],
@@ -242,10 +251,10 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[st
     Cached geometry stays uint8 until each batch is run: a float batch made just before its model call is still in
     the core's cache, where a whole float chunk (19 MB at 224 pixels) would not be.
     """
-    from .preprocess import inputs_from_geometry, preprocess, to_input
+    from .preprocess import geometry_is_cacheable, inputs_from_geometry, preprocess, to_input
 
     spec, size = config.spec, config.input_size
-    if config.cache_dir is not None:
+    if geometry_is_cacheable(spec.recipe, spec.tta):  # the exact per-level values; cached on disk when enabled
         geometries, errors = _cached_geometry(config, chunk_key, paths, save)
         return geometries, lambda batch: inputs_from_geometry(batch, spec.recipe, runtime.input_spec), errors
     arrays, errors = [], []
@@ -266,12 +275,13 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[st
 def _decode(path: str, spec: RunSpec, channels: str = "RGB") -> np.ndarray:
     from .decode import decode_image
 
-    return decode_image(Path(path), exif_transpose=spec.exif_transpose, channels=channels)
+    return decode_image(Path(path), exif_transpose=spec.recipe.exif_transpose, channels=channels)
 
 
 def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
                      save: Callable) -> tuple[np.ndarray, list[str]]:
-    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there.
+    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there (computed only, when
+    the cache is off: config.cache_dir None).
 
     An entry is `<chunk>.npy` (the images, zeros where decoding failed), whose presence marks the entry complete,
     preceded by `<chunk>.errors.json` (the decode error of each image) only when an image failed. Plain .npy, not
@@ -280,10 +290,13 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
     """
     from .preprocess import geometry
 
-    images_file = config.cache_dir / f"{chunk_key}.npy"
-    errors_file = config.cache_dir / f"{chunk_key}.errors.json"
     size = config.input_size
+    images_file = errors_file = None
     try:
+        if config.cache_dir is None:
+            raise OSError("decode cache off")
+        images_file = config.cache_dir / f"{chunk_key}.npy"
+        errors_file = config.cache_dir / f"{chunk_key}.errors.json"
         images = read_array_exactly(images_file, (len(paths), size, size, 3), np.uint8)
         errors = read_json(errors_file) if errors_file.is_file() else [""] * len(paths)
         if len(errors) == len(paths):
@@ -302,6 +315,8 @@ def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
         except ImageDecodeError as exc:
             errors.append(str(exc))
     images = np.ascontiguousarray(bgr[..., ::-1])
+    if images_file is None:
+        return images, errors
     if any(errors):
         save(atomic_write_bytes, errors_file, json.dumps(errors).encode("utf-8"))
     else:  # a stale list from a damaged entry must not outlive it (an unusable directory fails the write below)
@@ -345,7 +360,7 @@ def artifact_key(spec: RunSpec, info: ModelInfo, dataset: Dataset) -> str:
     """Content key of a predictions artifact: what can change a prediction, nothing else."""
     return cache_key(model_sha256=info.sha256, runtime=spec.runtime, runtime_version=info.runtime_version,
                      recipe=asdict(spec.recipe), tta=spec.tta, input_size=info.input_size,
-                     dataset=dataset.fingerprint, exif=spec.exif_transpose, pipeline=PIPELINE_VERSION)
+                     dataset=dataset.fingerprint, pipeline=PIPELINE_VERSION)  # the recipe holds exif_transpose
 
 
 def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> Path | None:
@@ -356,9 +371,9 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
     if not spec.decode_cache or not geometry_is_cacheable(spec.recipe, spec.tta):
         return None
     geometry = geometry_key(spec.recipe, spec.tta, input_size)
-    directory = Path(artifacts_dir) / CACHE_DIR / cache_key(geometry=geometry, exif=spec.exif_transpose,
-                                                            pipeline=PIPELINE_VERSION)
-    mark_used(directory, geometry + (", EXIF-rotated" if spec.exif_transpose else ""))
+    exif = spec.recipe.exif_transpose
+    directory = Path(artifacts_dir) / CACHE_DIR / cache_key(geometry=geometry, exif=exif, pipeline=PIPELINE_VERSION)
+    mark_used(directory, geometry + (", EXIF-rotated" if exif else ""))
     return directory
 
 

@@ -160,7 +160,8 @@ def test_unusual_valid_images_are_decoded_by_the_policy_and_predicted(tmp_path):
     spec = RunSpec(fake_model(tmp_path / "tiny.fake.json"), get_recipe(FAKE_RECIPE), "1-crop", "fake", workers=1)
 
     for exif_transpose in (False, True):
-        run = predict(load_dataset(root), replace(spec, exif_transpose=exif_transpose), tmp_path / "artifacts")
+        run = predict(load_dataset(root), replace(spec, recipe=replace(spec.recipe, exif_transpose=exif_transpose)),
+                      tmp_path / "artifacts")
         assert run.predictions.errors.tolist() == [""] * 6
         assert (run.predictions.top5_ids >= 0).all()
         # 16-bit 0x8000 keeps its high byte, 128 (model value 128 / 127.5 - 1): class 502; clipping would give 900
