@@ -138,12 +138,10 @@ class _IdleRuntimes:
 
     def take(self, key: tuple, spec: RunSpec):
         """A kept runtime for this key, or a newly opened one."""
-        from .runtimes import open_runtime
-
         with self._lock:
             if key == self._key and self._runtimes:
                 return self._runtimes.pop()
-        return open_runtime(spec.runtime, spec.model_path, num_threads=spec.threads_per_worker)
+        return _open_runtime(spec)
 
     def give_back(self, key: tuple, runtimes: list) -> None:
         """Keep these runtimes (opened for `key`) for the next run; close those kept for another model."""
@@ -154,6 +152,24 @@ class _IdleRuntimes:
             self._runtimes.extend(runtimes)
         for runtime in stale:
             runtime.close()
+
+
+def uses_ailia_classifier(spec: RunSpec) -> bool:
+    """True for ailia ONNX runs whose documented numbers came from ailia.Classifier (REFERENCE 3.3): they go through
+    it, fed what the script feeds it. `--runtime ailia-net` runs ailia.Net on the evaluator's own preprocessing."""
+    return (spec.runtime == "ailia" and Path(spec.model_path).suffix.lower() == ".onnx"
+            and spec.recipe.ailia_classifier_range is not None)
+
+
+def _open_runtime(spec: RunSpec):
+    from .runtimes import open_runtime
+
+    if uses_ailia_classifier(spec):
+        from .runtimes.ailia import open_ailia_classifier
+
+        return open_ailia_classifier(spec.model_path, spec.recipe.ailia_classifier_range,
+                                     num_threads=spec.threads_per_worker)
+    return open_runtime(spec.runtime, spec.model_path, num_threads=spec.threads_per_worker)
 
 
 def _runtime_key(spec: RunSpec) -> tuple:
@@ -198,7 +214,11 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
     top5_ids = np.full((n, TOP_K), -1, dtype=np.int32)
     top5_scores = np.full((n, TOP_K), np.nan, dtype=np.float32)
     ok = [i for i, error in enumerate(errors) if not error]
-    if ok:
+    if ok and hasattr(runtime, "classify"):  # ailia.Classifier ranks inside the SDK: its top-5 is the result
+        if stop.is_set():
+            raise _Abandoned
+        top5_ids[ok], top5_scores[ok] = runtime.classify([images[i] for i in ok], TOP_K)
+    elif ok:
         scores = _run_batches(config, runtime, images, to_model, ok, stop)
         finite = np.isfinite(scores).all(axis=1)
         for j, i in enumerate(ok):
@@ -254,6 +274,8 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[st
     from .preprocess import geometry_is_cacheable, inputs_from_geometry, preprocess, to_input
 
     spec, size = config.spec, config.input_size
+    if hasattr(runtime, "classify"):
+        return _classifier_images(spec, paths)
     if geometry_is_cacheable(spec.recipe, spec.tta):  # the exact per-level values; cached on disk when enabled
         geometries, errors = _cached_geometry(config, chunk_key, paths, save)
         return geometries, lambda batch: inputs_from_geometry(batch, spec.recipe, runtime.input_spec), errors
@@ -270,6 +292,28 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[st
         return None, None, errors
     inputs = to_input(np.stack([done if a is None else a for a in arrays]), spec.recipe, runtime.input_spec)
     return inputs, lambda batch: batch, errors
+
+
+def _classifier_images(spec: RunSpec, paths: list[str]) -> tuple[list, Callable, list[str]]:
+    """What resnet50.py hands ailia.Classifier per image: BGRA uint8 after the Python-side TTA (REFERENCE 3.3): a
+    224 x 224 crop for 1-crop / keep-aspect (whatever the network's size), the whole image for none."""
+    import cv2
+
+    from .preprocess import geometry
+
+    images, errors = [], []
+    for path in paths:
+        try:
+            bgr = _decode(path, spec, channels="BGR")
+            errors.append("")
+        except ImageDecodeError as exc:
+            images.append(None)
+            errors.append(str(exc))
+            continue
+        if spec.tta != "none":
+            bgr = geometry(bgr, spec.recipe, spec.tta)  # crops treat channels alike: BGR in, BGR out
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA))
+    return images, lambda batch: batch, errors
 
 
 def _decode(path: str, spec: RunSpec, channels: str = "RGB") -> np.ndarray:
