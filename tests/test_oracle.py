@@ -245,3 +245,23 @@ def test_the_oracle_catches_a_changed_tie_rule(fixture_images, model_path, tmp_p
     # and the oracle with that same rule agrees again: the only difference was the ranking
     assert not mismatches(fixture_images, model_path(GENERATED + "gen_int8_unit_1000.tflite"), altered, "1-crop",
                           tmp_path / "again", ranking="stable")
+
+
+def test_cli_predict_on_a_tf_slim_mobilenet_and_unseen_images_equals_the_oracle(edge_images, model_path, tmp_path,
+                                                                                 capsys, monkeypatch):
+    from evaluator.artifacts import read_prediction_texts
+    from evaluator.cli import main
+
+    model = model_path("mobilenet_v1_0.25_128_quant.tflite")
+    monkeypatch.setenv("EVALUATOR_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    texts = tmp_path / "texts"
+    assert main(["predict", "-m", "mobilenet_v1_025_128_quant", "--tta", "1-crop", "--imagenet-dir",
+                 str(edge_images.root), "--write-texts", str(texts)]) == 0
+    printed = capsys.readouterr().out
+    # the header names the model's real input size, not the recipe's default 224
+    assert "central 87.5% crop, stretched to 128x128" in printed and "224" not in printed.split("\n")[1]
+    image_ids, top5_ids = read_prediction_texts(texts)
+    script = oracle.open_model(model)
+    by_id = dict(zip(edge_images.image_ids, edge_images.image_files()))
+    for image, ids in zip(image_ids, top5_ids):
+        assert ids.tolist() == oracle.oracle_top5("tf_slim_mobilenet_quant", script, by_id[image], "1-crop"), image
