@@ -14,8 +14,9 @@ For every recipe without normalize_before_resize, from_geometry(geometry(image, 
 
 Integer geometry follows the scripts exactly: `int()` truncation for resized sizes, floor division for offsets.
 Values: inputs_from_geometry() reproduces each script's own numpy arithmetic (dtypes included, see
-`Recipe.arithmetic` and script_values()), so every input value is bit-identical to the script's; normalize() and
-preprocess() return float32 views of the same values for reports and tests.
+`Recipe.arithmetic` and script_values()), so every input value is bit-identical to the script's. normalize() and
+preprocess() compute in float32 (the 'Caffe' scripts' own arithmetic; for "numpy" recipes equal to the script's
+values up to float32 rounding, which to_input()'s quantization can turn into one step).
 """
 
 from __future__ import annotations
@@ -218,7 +219,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            # (The TFLite evaluation tool behind the published numbers rounds crop size and offset: <= 1 px apart.)
            crop_geometry="central-fraction",
            quantize="raw-uint8",  # input quantization (1/128, 128) maps 0..255 to [-1, 1) inside the model
-           # tf.image.decode_jpeg ignores EXIF; the TFLite evaluation tool ranks with a stable sort (ties: lower id)
+           # tf.image.decode_jpeg ignores EXIF; the TFLite evaluation tool ranks with std::stable_sort by descending
+           # score (ties: lower id; its 2018 version used std::sort, whose tie order is unspecified)
            class_offset=1),
     Recipe(name="onnx_zoo_mobilenetv2",
            summary="ONNX model zoo MobileNetV2-1.0 int8 (float input, QLinear ops inside)",
