@@ -257,9 +257,10 @@ def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K,
         values[:, place] = remaining[rows, best]
         remaining[rows, best] = -np.inf
     if exact:
-        for row in np.flatnonzero((values[:, 1:] == values[:, :-1]).any(axis=1)):
-            order = np.argsort(class_scores[row])[::-1][:k]
-            ids[row, :k], values[row, :k] = order, class_scores[row, order]
+        tied = np.flatnonzero((values[:, 1:] == values[:, :-1]).any(axis=1))
+        if len(tied):  # numpy sorts each row of a 2-D argsort on its own, as the scripts' 1-D argsort
+            order = np.argsort(class_scores[tied], axis=1)[:, ::-1][:, :k]
+            ids[tied, :k], values[tied, :k] = order, np.take_along_axis(class_scores[tied], order, axis=1)
     return ids[:, :k], values[:, :k]
 
 

@@ -412,7 +412,7 @@ def test_pytest_with_a_malformed_baselines_file_stops_with_a_usage_error(pyteste
     (["--model-path", "m.onnx", "--recipe", "mobilenet_kera"],
      "unknown recipe 'mobilenet_kera'; did you mean mobilenet_keras? available: "),
     (["-m", "tiny", "--runtime", "onnxruntim"],
-     "unknown runtime 'onnxruntim'; did you mean onnxruntime? available: ailia, auto, fake, litert, onnxruntime"),
+     "unknown runtime 'onnxruntim'; did you mean onnxruntime? available: ailia, ailia-net, auto, fake, litert, onnxruntime"),
     (["-m", "tiny", "--tta", "1crop"], "unknown TTA mode '1crop'; did you mean 1-crop? available: 1-crop, keep-aspect"),
 ])
 def test_unknown_name_is_one_line_listing_the_valid_names(tmp_path, capsys, args, message):

@@ -25,7 +25,7 @@ from evaluator.pipeline import RunSpec, predict
 from evaluator.preprocess import RECIPES, TTA_MODES, get_recipe
 from imagenet_factory import IMAGE_SUBDIR, image_id, synset_lines, wnid
 
-N_DEFAULT = 24  # fixture images per case in the default run; EVALUATOR_ORACLE_ALL=1 compares all 700
+N_DEFAULT = 12  # fixture images per case in the default run; EVALUATOR_ORACLE_ALL=1 compares all 700
 GENERATED = "generated/"
 # recipe -> models it is checked through: real fixture models where the recipe fits, generated ones otherwise
 # ("onnx:<kind>" is built by onnx_model(), "generated/<file>" is in ../shared/fixtures/models/generated).
