@@ -2,7 +2,7 @@
 
 Installed under the `pytest11` entry point (pyproject.toml), so pytest knows its options before it chooses the
 rootdir: `pytest -m regression --imagenet-dir /data/imagenet` works from any directory. The cases come from
-baselines.yaml (`--baselines`, default: baselines.yaml in the rootdir); collection only reads that file, and no
+baselines.yaml (`--baselines`, default: the nearest baselines.yaml); collection only reads that file, and no
 model, runtime or image is opened before a case runs. The plugin stays inactive where no baselines file exists.
 """
 
@@ -52,7 +52,8 @@ def pytest_addoption(parser):
     group.addoption("--models-dir", type=Path, help="model files (default: $EVALUATOR_MODELS_DIR or data/models)")
     group.addoption("--artifacts-dir", type=Path, help="predictions, caches and the report "
                     "(default: $EVALUATOR_ARTIFACTS_DIR or artifacts/)")
-    group.addoption("--baselines", type=Path, help="baselines file (default: baselines.yaml in the rootdir)")
+    group.addoption("--baselines", type=Path, help="baselines file (default: baselines.yaml in the current directory or "
+                    "its parents, else this package's repository)")
     group.addoption("--runtime", action="append", default=[],
                     help="only cases on this runtime (repeatable), e.g. onnxruntime, litert, ailia")
     group.addoption("--model", action="append", default=[], help="only cases of this catalogue model (repeatable)")
@@ -82,12 +83,21 @@ def pytest_addoption(parser):
 
 
 def _baselines_path(config) -> Path | None:
-    """--baselines, else baselines.yaml in the rootdir; None (plugin inactive) when that default is absent."""
+    """--baselines, else the first baselines.yaml in the invocation directory or its parents, the rootdir, or
+    this package's repository; None (plugin inactive) when there is none.
+
+    The rootdir is not enough: pytest picks it before any plugin is loaded, so in `pytest --imagenet-dir /data/x`
+    it takes /data/x for a test path and may choose a rootdir outside the repository.
+    """
+    from .baselines import DEFAULT_BASELINES
+
     option = config.getoption("baselines")
     if option is not None:
         return Path(option)
-    default = Path(config.rootpath) / "baselines.yaml"
-    return default if default.is_file() else None
+    invocation_dir = Path(config.invocation_params.dir)
+    candidates = [d / "baselines.yaml" for d in (invocation_dir, *invocation_dir.parents)]
+    candidates += [Path(config.rootpath) / "baselines.yaml", DEFAULT_BASELINES]
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def pytest_configure(config):
@@ -237,15 +247,21 @@ class Suite:
         return self._dataset
 
     def reproduce(self, case) -> str:
-        """A command that runs this case again, from any directory (absolute paths, the options that matter)."""
-        args = ["pytest", "-k", case.case_id, "--imagenet-dir", str(self.imagenet_dir)]
+        """A command that runs this case again from the repository or its tests/ (absolute paths).
+
+        Paths are given as --option=value: pytest chooses its rootdir (and so pytest.ini) before it knows the
+        plugin's options, and would take the value of `--imagenet-dir /x` for a test path.
+        """
+        from .baselines import DEFAULT_BASELINES
+
+        args = ["pytest", "-k", case.case_id, f"--imagenet-dir={self.imagenet_dir}"]
         if self.limit:
-            args += ["--limit", str(self.limit)]
-        if Path(self.baselines.path).resolve() != (Path(self.config.rootpath) / "baselines.yaml").resolve():
-            args += ["--baselines", str(Path(self.baselines.path).absolute())]
+            args.append(f"--limit={self.limit}")
+        if Path(self.baselines.path).resolve() != DEFAULT_BASELINES.resolve():
+            args.append(f"--baselines={Path(self.baselines.path).absolute()}")
         for option in ("models_dir", "artifacts_dir"):
             if self.config.getoption(option):
-                args += [f"--{option.replace('_', '-')}", str(getattr(self, option))]
+                args.append(f"--{option.replace('_', '-')}={getattr(self, option)}")
         return shlex.join(args)
 
     def _unavailable(self, case, detail: str, group: str):
