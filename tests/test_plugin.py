@@ -81,6 +81,9 @@ def world(tmp_path):
     return tmp_path, options
 
 
+REGRESSION_FILE = "tests/test_regression.py"  # collecting only the cases keeps each subprocess short
+
+
 # --- registration and selection ---------------------------------------------------------------------------------
 
 
@@ -91,6 +94,19 @@ def test_plugin_is_registered_once_from_its_entry_point(request):
     assert manager.get_plugin("evaluator") is evaluator.plugin
     assert [p for p in manager.get_plugins() if p is evaluator.plugin] == [evaluator.plugin]
     assert "evaluator" not in (ROOT / "conftest.py").read_text().split('"""')[-1].split("import")[0]
+
+
+def test_importing_the_plugin_loads_no_heavy_module():
+    code = ("import sys, evaluator.plugin; "
+            "print(sorted(m for m in ('numpy', 'pandas', 'cv2', 'onnxruntime', 'ruamel') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_nightly_workflow_runs_the_regression_cases_with_strict_data():
+    workflow = (ROOT / ".github" / "workflows" / "nightly.yml").read_text()
+    (line,) = [line for line in workflow.splitlines() if "pytest -m regression" in line]
+    assert "--strict-data" in line
 
 
 def test_k_model_name_selects_exactly_its_regression_cases():
@@ -129,7 +145,7 @@ def test_selection_that_matches_nothing_is_a_usage_error(args, message):
 
 def test_model_selection_keeps_only_that_model(world):
     tmp_path, options = world
-    result = _pytest("--collect-only", "-q", "-m", "regression", "--model", "tiny", "--runtime", "onnxruntime",
+    result = _pytest(REGRESSION_FILE, "--collect-only", "-q", "--model", "tiny", "--runtime", "onnxruntime",
                      *options)
     assert _collected(result) == [f"tests/test_regression.py::test_accuracy[{CASE}]"]
 
@@ -149,7 +165,7 @@ def test_an_unusable_dataset_is_one_error_for_the_session(world, workers, damage
         csv = tmp_path / "imagenet" / "LOC_val_solution.csv"
         csv.write_text(csv.read_text().replace("ImageId,PredictionString", "Image,Prediction"))
         expected = "LOC_val_solution.csv"
-    result = _pytest("-m", "regression", "-n", workers, *options)
+    result = _pytest(REGRESSION_FILE, "-m", "regression", "-n", workers, *options)
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, output
     assert output.count(expected) == 1 and "Traceback" not in output and "INTERNALERROR" not in output
@@ -170,8 +186,8 @@ def test_a_full_disk_while_recording_baselines_is_one_line(world, tmp_path):
         "    return real(source, target, **kwargs)\n"
         "os.replace = replace\n")
     env = {**os.environ, "PYTHONPATH": str(plugin_dir)}
-    result = _pytest("-p", "fulldisk", "-k", CASE, "--update-baselines", "--accept-documented-gap", "test", *options,
-                     env=env)
+    result = _pytest(REGRESSION_FILE, "-p", "fulldisk", "-k", CASE, "--update-baselines",
+                     "--accept-documented-gap", "test", *options, env=env)
     output = result.stdout + result.stderr
     assert "error: baselines not updated: cannot write" in output and "No space left on device" in output
     assert "Traceback" not in output and "INTERNALERROR" not in output
@@ -184,7 +200,7 @@ def test_a_full_disk_while_recording_baselines_is_one_line(world, tmp_path):
 
 def test_without_strict_data_missing_files_are_grouped_skips_and_every_case_is_reported(world):
     tmp_path, options = world
-    result = _pytest("-m", "regression", *options)
+    result = _pytest(REGRESSION_FILE, "-m", "regression", *options)
     assert result.returncode == pytest.ExitCode.TESTS_FAILED  # the tiny case fails its documented 0.999
     skips = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
     # both models on ailia (no licence here), the absent model on onnxruntime: one line per reason, with its count
@@ -203,21 +219,21 @@ def test_without_strict_data_missing_files_are_grouped_skips_and_every_case_is_r
 
 def test_strict_data_fails_missing_models_and_a_session_where_nothing_ran(world):
     tmp_path, options = world
-    result = _pytest("-m", "regression", "--strict-data", "-k", "absent", *options)
+    result = _pytest(REGRESSION_FILE, "-m", "regression", "--strict-data", "-k", "absent", *options)
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
     assert "2 failed" in result.stdout and "--strict-data: model file" in result.stdout
     assert "no regression case ran" in result.stdout
     results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())
     assert {r["verdict"] for r in results} == {"fail"}
 
-    relaxed = _pytest("-m", "regression", "-k", "absent", *options)
+    relaxed = _pytest(REGRESSION_FILE, "-m", "regression", "-k", "absent", *options)
     assert relaxed.returncode == pytest.ExitCode.OK and "2 skipped" in relaxed.stdout
 
 
 def test_strict_data_with_a_missing_imagenet_is_one_error(world):
     tmp_path, options = world
     shutil.rmtree(tmp_path / "imagenet")
-    result = _pytest("-m", "regression", "--strict-data", *options)
+    result = _pytest(REGRESSION_FILE, "-m", "regression", "--strict-data", *options)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "ImageNet directory not found" in result.stderr
 
@@ -225,7 +241,7 @@ def test_strict_data_with_a_missing_imagenet_is_one_error(world):
 def test_a_case_that_raises_is_an_error_row_in_the_report(world):
     tmp_path, options = world
     (tmp_path / "models" / "tiny.onnx").write_bytes(b"not an onnx model")
-    result = _pytest("-k", CASE, *options)
+    result = _pytest(REGRESSION_FILE, "-k", CASE, *options)
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
     results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())
     (row,) = [r for r in results if r["case_id"] == CASE]

@@ -127,3 +127,24 @@ def test_paired_mcnemar_loss_fails_inside_the_band_and_identical_predictions_pas
     lossy = _table([1] * 40 + [0] * 1460 + [1] * 500)
     verdict = judge_case(_measured(0.73, n=n, predictions=lossy), baselines, CHAINER_ORT)
     assert verdict.measured.paired_loss and "significant paired TOP1 loss" in verdict.reason
+
+
+def test_cli_accuracy_prints_the_same_verdict(tmp_path, capsys):
+    from imagenet_factory import make_imagenet
+    from test_plugin import CATALOGUE
+    from test_runtimes import make_onnx
+
+    from evaluator.cli import main
+
+    make_imagenet(tmp_path / "imagenet", n_images=4)
+    make_onnx(tmp_path / "tiny.onnx")
+    (tmp_path / "baselines.yaml").write_text(CATALOGUE.replace("TOP1", "0.999"))
+    args = ["-m", "tiny", "--runtime", "onnxruntime", "--baselines", str(tmp_path / "baselines.yaml"),
+            "--models-dir", str(tmp_path), "--imagenet-dir", str(tmp_path / "imagenet"),
+            "--artifacts-dir", str(tmp_path / "artifacts"), "--workers", "1"]
+    assert main(["predict", *args]) == 0
+    capsys.readouterr()
+    assert main(["accuracy", *args]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-float-1-crop-onnxruntime: fail: documented check: TOP1 and TOP5 outside the band" in out
+    assert "TOP1 measured 0.0000, expected 0.9990 (delta -0.9990, band ±" in out
