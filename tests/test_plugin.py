@@ -228,6 +228,9 @@ def test_strict_data_fails_missing_models_and_a_session_where_nothing_ran(world)
 
     relaxed = _pytest(REGRESSION_FILE, "-m", "regression", "-k", "absent", *options)
     assert relaxed.returncode == pytest.ExitCode.OK and "2 skipped" in relaxed.stdout
+    # A session in which every case skipped still replaces the report: no stale report.md from another night.
+    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())
+    assert {r["verdict"] for r in results} == {"skip"} and len(results) == 2
 
 
 def test_strict_data_with_a_missing_imagenet_is_one_error(world):
@@ -263,7 +266,7 @@ def test_printed_reproduce_command_runs_verbatim_from_root_and_tests_in_both_opt
     assert first.returncode == pytest.ExitCode.TESTS_FAILED, first.stdout + first.stderr
     (command,) = re.findall(r"reproduce: (.+)$", first.stdout, re.M)
     printed = shlex.split(command)
-    assert printed[:4] == ["pytest", "-k", CASE, f"--imagenet-dir={tmp_path / 'imagenet'}"]
+    assert printed[:4] == ["pytest", "-k", f"{CASE} and not official", f"--imagenet-dir={tmp_path / 'imagenet'}"]
     assert f"--baselines={tmp_path / 'baselines.yaml'}" in printed
     space_form = [part for arg in printed for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
     assert space_form[3:5] == ["--imagenet-dir", str(tmp_path / "imagenet")]

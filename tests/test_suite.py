@@ -53,7 +53,7 @@ def test_update_never_hides_a_documented_gap_unless_accepted_with_a_reason(proje
     output = result.stdout.str()
     assert re.search(r"TOP1 measured 0\.\d{4}, expected 0\.3000 \(delta \+0\.\d{4}, band ±0\.\d{4}, n=700 of 50,000\)",
                      output)
-    assert f"reproduce: pytest -k {CASE}" in output
+    assert f"reproduce: pytest -k '{CASE} and not official' --imagenet-dir=" in output
     assert properties["images_predicted"] == "700"
 
     # The documented check fails: --update-baselines records nothing and says how to record on purpose.
