@@ -88,14 +88,14 @@ class AnchorCheck:
 
     @property
     def passed(self) -> bool:
-        if self.identical:  # the very predictions the baseline recorded: nothing to judge
-            return True
+        # Identical predictions do not override the band: a record that disagrees with its entry's numbers is a
+        # damaged baseline, and one check never quietly replaces another.
         return not self.paired_loss and all(m.passed for m in self.metrics)
 
     def reason(self) -> str:
-        if self.identical:
-            return f"identical per-image predictions on {self.paired.n_common} images"
         outside = [m.metric for m in self.metrics if not m.passed]
+        if self.identical and not outside:
+            return f"identical per-image predictions on {self.paired.n_common} images"
         parts = [f"{' and '.join(outside)} outside the band"] if outside else []
         if self.paired_loss:
             parts.append(f"significant paired TOP1 loss (p={self.paired.top1_p:.2g} < {self.paired_alpha})")

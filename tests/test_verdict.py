@@ -119,6 +119,10 @@ def test_paired_mcnemar_loss_fails_inside_the_band_and_identical_predictions_pas
     baselines = _baselines(tmp_path, _record(0.75, n=n, predictions="baselines/chainer.csv.gz"))
     same = judge_case(_measured(0.75, n=n, predictions=baseline), baselines, CHAINER_ORT)
     assert same.measured.identical and "identical per-image predictions on 2000 images" in same.reason
+    # Identical predictions never override the band: an entry whose numbers disagree with its record fails.
+    tampered = _baselines(tmp_path, _record(0.70, n=n, predictions="baselines/chainer.csv.gz"))
+    verdict = judge_case(_measured(0.75, n=n, predictions=baseline), tampered, CHAINER_ORT)
+    assert verdict.measured.identical and verdict.outcome == "fail"
     # 30 images lost and 26 others gained: TOP1 0.748, inside the band, no significant loss.
     few = _table([1] * 30 + [0] * 1470 + [0] * 26 + [1] * 474)
     verdict = judge_case(_measured(0.748, n=n, predictions=few), baselines, CHAINER_ORT)
