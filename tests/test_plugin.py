@@ -195,6 +195,25 @@ def test_a_full_disk_while_recording_baselines_is_one_line(world, tmp_path):
     assert (tmp_path / "baselines.yaml").read_text() == before
 
 
+def test_update_lists_then_prunes_entries_no_case_uses(world):
+    tmp_path, options = world
+    stray = ("measured:\n  - {model: tiny, precision: float, tta: 1-crop, runtime: litert, runtime_version: x, "
+             "top1: 0.1, top5: 0.2, n: 8, fingerprint: f00d, date: 2024-01-01}\n")
+    with open(tmp_path / "baselines.yaml", "a") as catalogue:
+        catalogue.write(stray)
+    update = (REGRESSION_FILE, "-k", CASE, "--update-baselines", "--accept-documented-gap", "tiny random model")
+    listed = _pytest(*update, *options)
+    assert "unused (no case uses it; --prune-baselines removes it): measured tiny-float-1-crop-litert [f00d]" \
+        in listed.stdout
+    assert "runtime: litert" in (tmp_path / "baselines.yaml").read_text()
+
+    pruned = _pytest(*update, "--prune-baselines", *options)
+    assert "pruned: measured tiny-float-1-crop-litert [f00d]" in pruned.stdout
+    assert "1 measured entry unchanged" in pruned.stdout  # the tiny case's entry recorded by the first run
+    text = (tmp_path / "baselines.yaml").read_text()
+    assert "runtime: litert" not in text and "accepted_gap: tiny random model" in text
+
+
 # --- strict data, skips, the report of every case ------------------------------------------------------------------
 
 
