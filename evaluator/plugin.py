@@ -153,7 +153,8 @@ def _regression_ids(suite: Suite) -> set[str]:
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(session, config, items):
     suite = _suite(config)
-    if suite is None or hasattr(config, "workerinput"):  # xdist workers: the controller checks once
+    # xdist workers: the controller checks once; --collect-only reads baselines.yaml and nothing else
+    if suite is None or hasattr(config, "workerinput") or config.option.collectonly:
         return
     if any(getattr(item, "callspec", None) and CASE_FIXTURE in item.callspec.params for item in items):
         message = suite.session_data_problem()
