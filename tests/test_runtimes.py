@@ -835,10 +835,11 @@ def test_ailia_onnx_cases_go_through_the_classifier_as_the_script_feeds_it(sdk_c
 def test_ailia_net_is_an_explicit_runtime_judged_as_another_runtime(sdk_calls, tmp_path):
     from dataclasses import replace
 
-    from evaluator.baselines import DEFAULT_BASELINES, Case, choose_expected, load_baselines
+    from evaluator.baselines import DEFAULT_BASELINES, Case, load_baselines
     from evaluator.dataset import load_dataset
     from evaluator.pipeline import RunSpec, predict
     from evaluator.preprocess import get_recipe
+    from evaluator.verdict import tolerance_for
     from imagenet_factory import make_imagenet
 
     make_imagenet(tmp_path / "imagenet", n_images=2)
@@ -850,9 +851,9 @@ def test_ailia_net_is_an_explicit_runtime_judged_as_another_runtime(sdk_calls, t
 
     baselines = load_baselines(DEFAULT_BASELINES)
     documented = Case("resnet50_pytorch", "float", "1-crop", "ailia", "documented")
-    same = choose_expected(baselines, documented, None)
-    other = choose_expected(baselines, replace(documented, runtime="ailia-net"), None)
-    assert same.tolerance < other.tolerance
-    assert "another runtime" in other.basis and "another runtime" not in same.basis
+    _, same_tolerance, _, same_basis = tolerance_for(baselines, documented)
+    _, other_tolerance, _, other_basis = tolerance_for(baselines, replace(documented, runtime="ailia-net"))
+    assert same_tolerance < other_tolerance
+    assert "another runtime" in other_basis and "another runtime" not in same_basis
     with pytest.raises(ModelError, match="ailia-net runtime opens .onnx files"):
         open_runtime("ailia-net", model_file(tmp_path, "m.tflite"))
