@@ -10,14 +10,14 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BaselinesError, did_you_mean
+from .errors import BaselinesError, EvaluatorError, did_you_mean
 from .locations import REPO_ROOT
 from .models import ModelEntry, check_keys, parse_models
-from .preprocess import TTA_MODES
+from .preprocess import RECIPES, TTA_MODES, Recipe
 
 DEFAULT_BASELINES = REPO_ROOT / "baselines.yaml"
 KINDS = ("documented", "official", "measured")
-_TOP_KEYS = {"schema", "policy", "sources", "models", "documented", "official", "measured"}
+_TOP_KEYS = {"schema", "policy", "recipes", "sources", "models", "documented", "official", "measured"}
 _SOURCE_KEYS = {"kind", "runtime", "runtime_version", "n", "date", "reference"}
 _ENTRY_KEYS = {"model", "precision", "tta", "top1", "top5", "source", "tolerance", "known_bad", "why"}
 _MEASURED_KEYS = {"model", "precision", "tta", "runtime", "runtime_version", "top1", "top5", "n", "fingerprint",
@@ -76,6 +76,7 @@ class Case:
 class Baselines:
     path: Path
     policy: Policy
+    recipes: dict[str, Recipe]  # the built-in recipes and those declared in the file's `recipes:` section
     models: dict[str, ModelEntry]
     documented: tuple[Expected, ...]
     official: tuple[Expected, ...]
@@ -85,6 +86,12 @@ class Baselines:
         if name not in self.models:
             raise BaselinesError(did_you_mean("model", name, self.models))
         return self.models[name]
+
+    def recipe(self, name: str) -> Recipe:
+        """A built-in or declared recipe; an unknown name lists them all."""
+        if name not in self.recipes:
+            raise BaselinesError(did_you_mean("recipe", name, self.recipes))
+        return self.recipes[name]
 
 
 def _yaml():
@@ -138,12 +145,33 @@ def _parse(path: Path, raw, problems: list[str]) -> Baselines | None:
     if raw.get("schema") != 1:
         problems.append(f"schema: {raw.get('schema')!r}, expected 1")
     policy = _parse_policy(raw.get("policy") or {}, problems)
-    models = parse_models(raw.get("models") or {}, problems)
+    recipes = parse_recipes(raw.get("recipes") or {}, problems)
+    models = parse_models(raw.get("models") or {}, problems, recipes)
     sources = _parse_sources(raw.get("sources") or {}, problems)
     documented = tuple(_parse_entries(raw, "documented", sources, models, problems))
     official = tuple(_parse_entries(raw, "official", sources, models, problems))
     measured = tuple(_parse_measured(raw.get("measured") or [], models, problems))
-    return Baselines(path, policy, models, documented, official, measured)
+    return Baselines(path, policy, recipes, models, documented, official, measured)
+
+
+def parse_recipes(raw: dict, problems: list[str]) -> dict[str, Recipe]:
+    """The built-in recipes plus the `recipes:` section's (each complete or `base` + overrides); problems listed."""
+    from .recipes import build_recipe
+
+    recipes = dict(RECIPES)
+    if not isinstance(raw, dict):
+        problems.append("recipes: expected a mapping of recipe names to fields")
+        return recipes
+    for name in raw:
+        if name in RECIPES:
+            problems.append(f"recipes.{name}: a built-in recipe has this name; declare it under another name "
+                            f"with `base: {name}`")
+            continue
+        try:  # one at a time, so that every bad entry is listed
+            recipes[name] = build_recipe(name, raw, RECIPES)
+        except EvaluatorError as exc:
+            problems.append(str(exc))
+    return recipes
 
 
 def _parse_policy(raw: dict, problems: list[str]) -> Policy:

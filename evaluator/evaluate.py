@@ -14,7 +14,7 @@ from .errors import EvaluatorError, RuntimeUnavailable, did_you_mean
 from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
-from .preprocess import get_recipe
+from .recipes import resolve_recipe
 from .verdict import Measurement, Verdict, judge_case
 
 
@@ -62,15 +62,21 @@ def resolve_runtime(name: str, model_format: str) -> str:
 
 
 def catalogue_spec(baselines: Baselines, model: str, precision: str | None, tta: str, runtime: str,
-                   models_dir: Path, **knobs) -> RunSpec:
-    """RunSpec of a catalogue model; ModelFileMissing (with URL and fetch command) when its file is absent."""
+                   models_dir: Path, *, recipe: str | None = None, overrides: dict | None = None, **knobs) -> RunSpec:
+    """RunSpec of a catalogue model; ModelFileMissing (with URL and fetch command) when its file is absent.
+
+    Args:
+        recipe: another recipe name instead of the catalogue entry's (--recipe).
+        overrides: command-line recipe overrides (recipes.OVERRIDE_OPTIONS), applied on top.
+    """
     entry = baselines.model(model)
     precision = precision or next(iter(entry.files))
     model_file = entry.file_for(precision)
     path = locate_model_file(model_file, models_dir)
     if path is None:
         raise ModelFileMissing(missing_model_message(entry, precision, models_dir))
-    return RunSpec(model_path=path, recipe=get_recipe(model_file.recipe), tta=tta,
+    return RunSpec(model_path=path, recipe=resolve_recipe(recipe or model_file.recipe, baselines.recipes, overrides),
+                   tta=tta,
                    runtime=resolve_runtime(runtime, entry.format), **knobs)
 
 
@@ -101,10 +107,15 @@ class CaseOutcome:
 
 
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, **knobs) -> CaseOutcome:
-    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
+                  *, recompute: bool = False, overrides: dict | None = None, **knobs) -> CaseOutcome:
+    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case).
+
+    Args:
+        overrides: ad-hoc recipe overrides (pytest --mean ...), applied on top of the catalogue's recipe.
+    """
     check_runtime(case.runtime)
-    spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir, **knobs)
+    spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir,
+                          overrides=overrides, **knobs)
     run = predict(dataset, spec, artifacts_dir, recompute=recompute)
     scores = score(run.predictions)
     measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,

@@ -60,10 +60,15 @@ def check_keys(entry, where: str, allowed: set, required: set, problems: list[st
     return not missing
 
 
-def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
-    """Build the catalogue from the raw `models:` mapping, appending every problem found (key path: what)."""
-    from .preprocess import RECIPES
+def parse_models(raw: dict, problems: list[str], recipes: dict | None = None) -> dict[str, ModelEntry]:
+    """Build the catalogue from the raw `models:` mapping, appending every problem found (key path: what).
 
+    Args:
+        recipes: the recipes a model may name (built-in and declared); default: the built-in ones.
+    """
+    from .preprocess import RECIPES as BUILTIN_RECIPES
+
+    RECIPES = BUILTIN_RECIPES if recipes is None else recipes
     models = {}
     for name, entry in (raw or {}).items():
         where = f"models.{name}"

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from evaluator.errors import RecipeError, did_you_mean
+from evaluator.recipes import IMAGENET_MEAN as _IMAGENET_MEAN, IMAGENET_STD as _IMAGENET_STD
 
 if TYPE_CHECKING:
     from evaluator.runtimes.base import TensorSpec
@@ -38,7 +39,7 @@ TTA_MODES = ("none", "keep-aspect", "1-crop")
 
 _NONE_GEOMETRIES = ("stretch", "letterbox")
 _CROP_GEOMETRIES = ("short-side", "central-fraction")
-_RESIZES = ("cv2-bilinear", "pil-bilinear-antialias")
+_RESIZES = ("cv2-bilinear", "cv2-bicubic", "pil-bilinear-antialias", "pil-bicubic-antialias")
 _COLOURS = ("RGB", "BGR")
 _LAYOUTS = ("NCHW", "NHWC")
 _QUANTIZES = ("from-model", "raw-uint8")
@@ -50,7 +51,8 @@ _ARITHMETICS = ("float32", "numpy")
 RANKINGS = ("argmax-lowest-id", "numpy-argsort")
 # NETWORK_IMAGE_RANGE_* constants of ailia.Classifier (REFERENCE §5.1)
 _AILIA_RANGES = ("U_INT8", "S_INT8", "U_FP32", "S_FP32", "IMAGENET")
-_RESIZE_WORDS = {"cv2-bilinear": "OpenCV bilinear", "pil-bilinear-antialias": "PIL bilinear, antialiased"}
+_RESIZE_WORDS = {"cv2-bilinear": "OpenCV bilinear", "cv2-bicubic": "OpenCV bicubic",
+                 "pil-bilinear-antialias": "PIL bilinear, antialiased", "pil-bicubic-antialias": "PIL bicubic, antialiased"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +66,9 @@ class Recipe:
     none_geometry: str = "stretch"  # what TTA "none" means: "stretch" (aspect ignored) or "letterbox"
     crop_geometry: str = "short-side"  # how 1-crop / keep-aspect are realised: "short-side" or "central-fraction"
     crop_fraction: float = 0.875  # 1-crop keeps this fraction (224/256); keep-aspect uses 1.0
-    resize: str = "cv2-bilinear"  # or "pil-bilinear-antialias" (uint8 only)
+    # short-side 1-crop: resize the short side to this many pixels (timm's --resize); None: int(size / crop_fraction)
+    resize_short_side: int | None = None
+    resize: str = "cv2-bilinear"  # or cv2-bicubic, pil-bilinear-antialias, pil-bicubic-antialias (PIL: uint8 only)
     normalize_before_resize: bool = False  # the ailia TFLite 'Caffe' scripts normalise the full image, then resize
     # decoding: the ailia TFLite scripts read with cv2.IMREAD_COLOR, which applies the EXIF orientation; the ailia
     # ONNX scripts read with IMREAD_UNCHANGED, which does not (REFERENCE 3.2, 4.2, 9.6)
@@ -140,7 +144,13 @@ def _validate(recipe: Recipe) -> None:
              f"got {recipe.ailia_classifier_range!r}")
     if not isinstance(recipe.input_size, int) or recipe.input_size < 1:
         fail(f"input_size must be a positive integer; got {recipe.input_size!r}")
-    if not 0.0 < recipe.crop_fraction <= 1.0:
+    if recipe.resize_short_side is not None and (
+            isinstance(recipe.resize_short_side, bool) or not isinstance(recipe.resize_short_side, int)
+            or recipe.resize_short_side < 1 or recipe.crop_geometry != "short-side"):
+        fail(f"resize_short_side must be a positive integer with crop_geometry short-side, or null; "
+             f"got {recipe.resize_short_side!r} with {recipe.crop_geometry}")
+    if isinstance(recipe.crop_fraction, bool) or not isinstance(recipe.crop_fraction, (int, float)) \
+            or not 0.0 < recipe.crop_fraction <= 1.0:
         fail(f"crop_fraction must be in (0, 1]; got {recipe.crop_fraction!r}")
     if not recipe.scale > 0:
         fail(f"scale must be positive; got {recipe.scale!r}")
@@ -151,86 +161,30 @@ def _validate(recipe: Recipe) -> None:
         fail(f"std must not contain 0; got {recipe.std!r}")
     if recipe.clip is not None and (len(recipe.clip) != 2 or recipe.clip[0] >= recipe.clip[1]):
         fail(f"clip must be (low, high) with low < high; got {recipe.clip!r}")
-    if recipe.class_offset not in (0, 1):
+    for field in ("normalize_before_resize", "exif_transpose", "cast_before_quantize"):
+        if not isinstance(getattr(recipe, field), bool):
+            fail(f"{field} must be true or false; got {getattr(recipe, field)!r}")
+    if isinstance(recipe.scale, bool) or not isinstance(recipe.scale, (int, float)):
+        fail(f"scale must be a number; got {recipe.scale!r}")
+    if isinstance(recipe.class_offset, bool) or recipe.class_offset not in (0, 1):
         fail(f"class_offset must be 0 or 1; got {recipe.class_offset!r}")
     if recipe.quantize == "raw-uint8" and (
             recipe.scale != 1.0 or any(recipe.mean) or recipe.std != (1.0, 1.0, 1.0) or recipe.clip is not None
             or recipe.normalize_before_resize):
         fail("raw-uint8 feeds pixels unchanged: scale 1, mean 0, std 1, no clip, no normalize_before_resize")
-    if recipe.resize == "pil-bilinear-antialias" and recipe.normalize_before_resize:
-        fail("pil-bilinear-antialias resizes uint8 images only; it cannot follow normalize_before_resize")
+    if recipe.resize.startswith("pil-") and recipe.normalize_before_resize:
+        fail(f"{recipe.resize} resizes uint8 images only; it cannot follow normalize_before_resize")
 
 
-# --- the recipes --------------------------------------------------------------------------------------------------
+# --- the recipes: data in evaluator/recipes.py -----------------------------------------------------------------
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+def _builtin_recipes() -> dict[str, Recipe]:
+    from evaluator.recipes import BUILTIN, build_recipes
 
-# ailia-models ONNX scripts (REFERENCE §3): short-side crops for 1-crop / keep-aspect, plain stretch for none, NCHW.
-# IMREAD_UNCHANGED: no EXIF orientation. Ranking: the documented numbers were ranked by ailia.Classifier inside the
-# SDK (tie rule unpublished); float scores rarely tie, and a tie goes to the lower id here.
-_AILIA_ONNX = Recipe(name="ailia_onnx", summary="ailia-models ONNX classifier", layout="NCHW")
-# ailia-models-tflite scripts (REFERENCE §4.2): same crops, but none is a letterbox padded with black in the loaded
-# image's domain, NHWC; IMREAD_COLOR applies EXIF; the documented numbers were ranked with numpy's default argsort.
-_AILIA_TFLITE = Recipe(name="ailia_tflite", summary="ailia-models-tflite classifier", layout="NHWC",
-                       none_geometry="letterbox", exif_transpose=True, arithmetic="numpy", ranking="numpy-argsort")
+    return build_recipes(BUILTIN, where="built-in recipes")
 
 
-def _recipe(base: Recipe, name: str, summary: str, **differences) -> Recipe:
-    return dataclasses.replace(base, name=name, summary=summary, **differences)
-
-
-_RESNET50_KERAS = _recipe(
-    _AILIA_TFLITE, "resnet50_keras", "tf.keras ResNet50 (ailia TFLite, 'Caffe' normalisation)",
-    normalize_before_resize=True, colour="BGR", mean=_CAFFE_MEAN_BGR,
-    # the script clips to the int8 range even for the float model (bright pixels saturate, unlike Keras) §9.5.
-    # Its values are float32 throughout (uint8 minus a float32 mean), so "numpy" arithmetic changes nothing here.
-    clip=(-128.0, 127.0), cast_before_quantize=True)
-_MOBILENET_KERAS = _recipe(
-    _AILIA_TFLITE, "mobilenet_keras", "Keras MobileNet v1/v2 float and recalibrated int8 (ailia TFLite)",
-    # load_image keeps uint8 ('None'), resizes uint8, and only then the script applies x/127.5 - 1
-    scale=1 / 127.5, mean=(1.0, 1.0, 1.0))
-
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    _recipe(_AILIA_ONNX, "resnet50_pytorch", "torchvision ResNet50 exported to ONNX (ailia-models resnet50_pytorch)",
-            scale=1 / 255, mean=_IMAGENET_MEAN, std=_IMAGENET_STD, ailia_classifier_range="IMAGENET"),
-    _recipe(_AILIA_ONNX, "resnet50_chainer", "Chainer ResNet50 exported to ONNX (ailia-models resnet50.opt)",
-            # ailia's S_INT8 range formula is unpublished; x - 128 is the likely mapping (REFERENCE §9.1)
-            mean=(128.0, 128.0, 128.0), ailia_classifier_range="S_INT8"),
-    _RESNET50_KERAS,
-    _MOBILENET_KERAS,
-    _recipe(_MOBILENET_KERAS, "mobilenetv2_keras_legacy", "Keras MobileNetV2 int8, 4-image calibration (legacy)",
-            # the legacy v2 script skips x/127.5 - 1 and quantizes raw 0..255 values (REFERENCE §4.4): this is
-            # why the documented TOP1 is 0.0014; reproducing it keeps the expected failure honest
-            scale=1.0, mean=(0.0, 0.0, 0.0)),
-    _recipe(_MOBILENET_KERAS, "efficientnetlite0_keras", "EfficientNet-Lite0 Keras float / recalibrated int8"),
-    _recipe(_RESNET50_KERAS, "efficientnetlite0_keras_legacy",
-            "EfficientNet-Lite0 Keras int8, 4-image calibration (legacy, 'Caffe' normalisation)"),
-    _recipe(_AILIA_TFLITE, "efficientnetlite0_torch", "timm EfficientNet-Lite0 converted to TFLite (--torch)",
-            # the script's float64 result is cast to float32 for the float model, which only accepts float32
-            scale=1 / 255, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
-    Recipe(name="tf_slim_mobilenet_quant",
-           summary="TF-slim quantization-aware MobileNets (TFLite hosted models, uint8 in, 1001 outputs)",
-           layout="NHWC",
-           # tf.image.central_crop(0.875) then bilinear resize to the model's size (128/160/192/224, passed as
-           # `size`). keep-aspect means central fraction 1.0 (no crop, stretch) and none is the same stretch.
-           # TF's legacy resize_bilinear has no half-pixel centres and OpenCV has: a sub-pixel shift, within noise.
-           # (The TFLite evaluation tool behind the published numbers rounds crop size and offset: <= 1 px apart.)
-           crop_geometry="central-fraction",
-           quantize="raw-uint8",  # input quantization (1/128, 128) maps 0..255 to [-1, 1) inside the model
-           # tf.image.decode_jpeg ignores EXIF; the TFLite evaluation tool ranks with std::stable_sort by descending
-           # score (ties: lower id; its 2018 version used std::sort, whose tie order is unspecified)
-           class_offset=1),
-    Recipe(name="onnx_zoo_mobilenetv2",
-           summary="ONNX model zoo MobileNetV2-1.0 int8 (float input, QLinear ops inside)",
-           layout="NCHW",
-           # the zoo's imagenet_preprocess.py resizes with PIL Image.resize(BILINEAR), which antialiases when
-           # downscaling; OpenCV bilinear does not. (It rounds the long side where we truncate: at most 1 px.)
-           resize="pil-bilinear-antialias",
-           # Image.open ignores EXIF; the zoo's scripts rank with np.argsort(-scores), ties within noise
-           scale=1 / 255, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
-)}
+RECIPES: dict[str, Recipe] = _builtin_recipes()
 
 
 def get_recipe(name: str) -> Recipe:
@@ -267,6 +221,8 @@ def geometry_key(recipe: Recipe, tta: str, size: int | None = None) -> str:
     else:
         fraction = recipe.crop_fraction if tta == "1-crop" else 1.0
         shape = f"{recipe.crop_geometry} {fraction!r}"
+        if tta == "1-crop" and recipe.resize_short_side is not None:
+            shape = f"{recipe.crop_geometry} to {recipe.resize_short_side}"
     return f"{tta}: {shape}, {recipe.resize}, size {size}"
 
 
@@ -293,9 +249,18 @@ def _geometry(image: np.ndarray, recipe: Recipe, tta: str, size: int) -> np.ndar
     fraction = recipe.crop_fraction if tta == "1-crop" else 1.0
     if recipe.crop_geometry == "short-side":
         # short side to size/fraction, centre crop: aspect kept, the long side's ends are lost
-        return _short_side_crop(image, size, int(size / fraction), recipe.resize)
+        return _short_side_crop(image, size, _short_side(recipe, tta, size), recipe.resize)
     # central fraction of each side (tf.image.central_crop), then stretch to size x size
     return _resize(_central_fraction_crop(image, fraction), size, size, recipe.resize)
+
+
+def _short_side(recipe: Recipe, tta: str, size: int) -> int:
+    if tta == "1-crop" and recipe.resize_short_side is not None:
+        if recipe.resize_short_side < size:
+            raise RecipeError(f"recipe {recipe.name!r}: resize_short_side {recipe.resize_short_side} is smaller "
+                              f"than the {size}x{size} crop")
+        return recipe.resize_short_side
+    return int(size / (recipe.crop_fraction if tta == "1-crop" else 1.0))
 
 
 def _short_side_crop(image: np.ndarray, size: int, short_side: int, method: str) -> np.ndarray:
@@ -331,9 +296,12 @@ def _letterbox_resize(image: np.ndarray, size: int, method: str) -> np.ndarray:
 def _resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
     if method == "cv2-bilinear":
         return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_LINEAR)
-    from PIL import Image  # only the ONNX zoo recipe resizes with Pillow
+    if method == "cv2-bicubic":
+        return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_CUBIC)
+    from PIL import Image  # only PIL recipes (the ONNX zoo's) resize with Pillow
 
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    resample = Image.Resampling.BILINEAR if method == "pil-bilinear-antialias" else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(image).resize((width, height), resample))
 
 
 # --- values -------------------------------------------------------------------------------------------------------
@@ -563,7 +531,7 @@ def _describe_geometry(recipe: Recipe, tta: str, size: int) -> str:
         return f"{before}letterbox: long side to {size} ({how}), padded to {size}x{size} with {pad}"
     fraction = recipe.crop_fraction if tta == "1-crop" else 1.0
     if recipe.crop_geometry == "short-side":
-        return f"{before}short side to {int(size / fraction)} ({how}), centre crop {size}"
+        return f"{before}short side to {_short_side(recipe, tta, size)} ({how}), centre crop {size}"
     if fraction == 1.0:
         return f"{before}whole image stretched to {size}x{size} ({how}; keep-aspect = no central crop)"
     return f"{before}central {fraction:.1%} crop, stretched to {size}x{size} ({how})"
