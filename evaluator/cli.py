@@ -42,6 +42,30 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def add_override_options(group) -> None:
+    """--mean, --std, ... (recipes.OVERRIDE_OPTIONS) on an argparse group or a pytest option group."""
+    add = getattr(group, "addoption", None) or group.add_argument
+    add("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="mean per channel, in the recipe's colour order")
+    add("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="std per channel")
+    add("--scale", type=float, help="value = (x * scale - mean) / std; e.g. 0.00392156862745098 (1/255)")
+    add("--resize-short-side", type=int, metavar="N", help="1-crop: resize the short side to N, then crop")
+    add("--crop-size", type=int, metavar="N", help="crop size = model input size (same field as --input-size)")
+    add("--input-size", type=int, metavar="N", help="model input size (for a dynamic-size model; a fixed one must match)")
+    add("--crop-fraction", type=float, metavar="F", help="1-crop keeps this central fraction (e.g. 0.875)")
+    add("--interpolation", metavar="NAME",
+        help="cv2-bilinear, cv2-bicubic, pil-bilinear-antialias or pil-bicubic-antialias")
+    add("--channel-order", metavar="RGB|BGR", help="input channel order")
+    add("--layout", metavar="NCHW|NHWC", help="input tensor layout")
+    add("--class-offset", type=int, metavar="K", help="1 for 1001-output models (index 0 = background)")
+
+
+def recipe_overrides(get) -> dict:
+    """The override options that were given, by option name; `get(name)` reads one (args or pytest config)."""
+    from .recipes import OVERRIDE_OPTIONS
+
+    return {name: get(name) for name in OVERRIDE_OPTIONS if get(name) is not None}
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_argument_group("what to run")
     which.add_argument("-m", "--model", help="catalogue model name (see `python -m evaluator list`)")
@@ -51,6 +75,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--tta", default="1-crop", help="none, keep-aspect or 1-crop (default: 1-crop)")
     which.add_argument("--runtime", default="auto",
                        help="ailia, onnxruntime, litert, or auto (ailia where licensed, else by file format)")
+    add_override_options(parser.add_argument_group(
+        "recipe overrides (applied on top of the recipe; README \"Recipe fields\")"))
     data = parser.add_argument_group("where")
     data.add_argument("--imagenet-dir", type=Path, help="Kaggle ImageNet root (default: $EVALUATOR_IMAGENET_DIR or data/imagenet)")
     data.add_argument("--models-dir", type=Path, help="model files (default: $EVALUATOR_MODELS_DIR or data/models)")
@@ -79,12 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict top-5 for every image", epilog=EPILOG_PREDICT, formatter_class=fmt)
     _add_run_options(p)
     p.add_argument("--write-texts", type=Path, help="also write the seed's per-image text files to this directory")
+    p.add_argument("--json", action="store_true", help="print the numbers (n, intervals, recipe) as one JSON document")
 
     p = sub.add_parser("accuracy", help="TOP1/TOP5 of stored predictions", epilog=EPILOG_ACCURACY, formatter_class=fmt)
     _add_run_options(p)
     p.add_argument("--predictions", type=Path,
                    help="a predictions artifact directory or a directory of the seed's per-image .txt files")
     p.add_argument("--output", type=Path, help="results file to write (default: results.txt beside the predictions)")
+    p.add_argument("--json", action="store_true", help="print the numbers (n, intervals, recipe) as one JSON document")
 
     p = sub.add_parser("fetch", help="download catalogue model files and check their sha256",
                        epilog="examples:\n  python -m evaluator fetch -m resnet50_chainer\n  python -m evaluator fetch",
@@ -172,77 +200,124 @@ def _run_spec(args):
     from .evaluate import catalogue_spec, check_runtime, resolve_runtime
     from .locations import default_models_dir
     from .pipeline import RunSpec
-    from .preprocess import TTA_MODES, get_recipe
+    from .preprocess import TTA_MODES
+    from .recipes import resolve_recipe
     from .errors import RecipeError, did_you_mean
 
     if args.tta not in TTA_MODES:
         raise RecipeError(did_you_mean("TTA mode", args.tta, TTA_MODES))
     knobs = dict(workers=args.workers, batch_size=args.batch_size, chunk_size=args.chunk_size,
                  checkpoint_s=args.checkpoint_s, decode_cache=not args.no_decode_cache)
+    overrides = recipe_overrides(lambda name: getattr(args, name))
     if args.model_path:
+        recipes = _baselines(args).recipes  # built-in and declared
         if not args.recipe:
-            from .preprocess import RECIPES
-
             raise RecipeError(f"--model-path needs --recipe: a model file does not imply its preprocessing "
-                              f"(recipes: {', '.join(sorted(RECIPES))})")
+                              f"(recipes: {', '.join(sorted(recipes))})")
         fmt = "onnx" if args.model_path.suffix == ".onnx" else "tflite"
-        spec = RunSpec(model_path=args.model_path, recipe=get_recipe(args.recipe), tta=args.tta,
-                       runtime=resolve_runtime(args.runtime, fmt), **knobs)
+        spec = RunSpec(model_path=args.model_path, recipe=resolve_recipe(args.recipe, recipes, overrides),
+                       tta=args.tta, runtime=resolve_runtime(args.runtime, fmt), **knobs)
     elif args.model:
         spec = catalogue_spec(_baselines(args), args.model, args.precision, args.tta, args.runtime,
-                              args.models_dir or default_models_dir(), **knobs)
-        if args.recipe:
-            from dataclasses import replace
-
-            spec = replace(spec, recipe=get_recipe(args.recipe))
+                              args.models_dir or default_models_dir(), recipe=args.recipe, overrides=overrides,
+                              **knobs)
     else:
         raise EvaluatorError("say what to run: -m MODEL (see `python -m evaluator list`) or --model-path FILE --recipe NAME")
     check_runtime(spec.runtime)
     return spec
 
 
+def _inspect(args, spec):
+    """The model's input size and hash; a fixed input size that contradicts --input-size/--crop-size is an error."""
+    from .errors import ModelError
+    from .pipeline import inspect_model
+
+    info = inspect_model(spec)
+    wanted = args.input_size or args.crop_size
+    if wanted and info.input_size != wanted:
+        raise ModelError(f"{spec.model_path}: the model's input is fixed at {info.input_size}x{info.input_size}; "
+                         f"--input-size/--crop-size {wanted} does not fit it")
+    return info
+
+
+def _printer(args):
+    """print for human lines: to stderr with --json, so that stdout holds the JSON document alone."""
+    stream = sys.stderr if getattr(args, "json", False) else sys.stdout
+    return lambda text="": print(text, file=stream)
+
+
+def _scores_json(scores, n_listed: int) -> dict:
+    return {"n": scores.n, "n_listed": n_listed, "n_failed": scores.n_failed,
+            "top1": scores.top1, "top1_interval": list(scores.top1_interval),
+            "top5": scores.top5, "top5_interval": list(scores.top5_interval)}
+
+
 def cmd_predict(args) -> int:
+    import dataclasses
+    import json
+
     from .artifacts import write_prediction_texts
     from .evaluate import score
     from .locations import default_artifacts_dir
-    from .pipeline import inspect_model, predict
+    from .pipeline import predict
+    from .recipes import describe_fields
 
+    say = _printer(args)
     spec = _run_spec(args)
     dataset = _dataset(args)
-    print(dataset.describe())
-    input_size = inspect_model(spec).input_size  # the model's own size (128, 160, ...), not the recipe's default
-    print(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
+    say(dataset.describe())
+    input_size = _inspect(args, spec).input_size  # the model's own size (128, 160, ...), not the recipe's default
+    say(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
+    say(f"recipe {describe_fields(spec.recipe)}")
     run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute)
     if run.reused:
-        print(f"reused {run.reused} images from an earlier run, predicted {run.computed}")
-    print(f"predictions: {run.artifact_dir / 'predictions.csv'}")
+        say(f"reused {run.reused} images from an earlier run, predicted {run.computed}")
+    say(f"predictions: {run.artifact_dir / 'predictions.csv'}")
     if args.write_texts:
         write_prediction_texts(run.predictions, args.write_texts, dataset.class_names)
-        print(f"per-image text files: {args.write_texts}")
-    for line in score(run.predictions).lines(dataset.n_listed):
-        print(line)
+        say(f"per-image text files: {args.write_texts}")
+    scores = score(run.predictions)
+    for line in scores.lines(dataset.n_listed):
+        say(line)
+    if args.json:
+        print(json.dumps({
+            **_scores_json(scores, dataset.n_listed), "model_path": str(spec.model_path), "runtime": spec.runtime,
+            "runtime_version": run.meta.get("runtime_version"), "tta": spec.tta, "input_size": input_size,
+            "recipe": dataclasses.asdict(spec.recipe), "dataset_fingerprint": dataset.fingerprint,
+            "predictions": str(run.artifact_dir / "predictions.csv"), "reused": run.reused,
+            "computed": run.computed}, indent=1))
     return 0
 
 
 def cmd_accuracy(args) -> int:
-    from .artifacts import PredictionStore, atomic_write_text
+    import json
+
+    from .artifacts import PredictionStore, atomic_write_text, read_json
     from .evaluate import score
 
+    say = _printer(args)
     dataset = _dataset(args)
+    recipe = None
     if args.predictions:
         predictions, where = _load_any_predictions(args.predictions, dataset)
     else:
         run_dir = _stored_run_dir(args, dataset)
         predictions, where = PredictionStore(run_dir).load(), run_dir
+    if (Path(where) / "meta.json").is_file():
+        recipe = read_json(Path(where) / "meta.json").get("recipe_fields")
     scores = score(predictions)
     lines = scores.lines(dataset.n_listed)
     for line in lines:
-        print(line)
-    for line in _verdict_lines(args, dataset, predictions, scores):
-        print(line)
+        say(line)
+    verdict = _verdict_lines(args, dataset, predictions, scores)
+    for line in verdict:
+        say(line)
     output = args.output or (Path(where) / "results.txt")
     atomic_write_text(output, "\n".join(lines) + "\n")
-    print(f"results: {output}")
+    say(f"results: {output}")
+    if args.json:
+        print(json.dumps({**_scores_json(scores, dataset.n_listed), "dataset_fingerprint": dataset.fingerprint,
+                          "predictions": str(where), "recipe": recipe, "verdict": verdict}, indent=1))
     return 0
 
 
@@ -250,6 +325,8 @@ def _verdict_lines(args, dataset, predictions, scores) -> list[str]:
     """The pass/fail rule's verdict (verdict.judge_case) when -m names a catalogue model with a documented case."""
     if not args.model or args.predictions:
         return []
+    if args.recipe or recipe_overrides(lambda name: getattr(args, name)):
+        return ["recipe overridden: not judged against the catalogue's numbers, which belong to its own recipe"]
     from .baselines import list_cases
     from .evaluate import resolve_runtime
     from .verdict import Measurement, judge_case
@@ -269,10 +346,10 @@ def _verdict_lines(args, dataset, predictions, scores) -> list[str]:
 def _stored_run_dir(args, dataset) -> Path:
     """The finished predictions artifact of this model/recipe/TTA/runtime/dataset, without running anything."""
     from .locations import default_artifacts_dir
-    from .pipeline import artifact_key, inspect_model
+    from .pipeline import artifact_key
 
     spec = _run_spec(args)
-    key = artifact_key(spec, inspect_model(spec), dataset)
+    key = artifact_key(spec, _inspect(args, spec), dataset)
     directory = (args.artifacts_dir or default_artifacts_dir()) / "predictions" / \
         f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
     if not (directory / "meta.json").is_file():

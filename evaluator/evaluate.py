@@ -137,7 +137,7 @@ def failure_message(outcome: CaseOutcome, reproduce: str, class_names=None) -> s
         shown = list(outcome.failed_images.items())[:10]
         lines.append(f"  {len(outcome.failed_images)} image(s) could not be evaluated:")
         lines += [f"    {image_id}: {reason}" for image_id, reason in shown]
-    lines.append(f"  recipe: {outcome.run.meta.get('recipe_summary', '')}")
+    lines.append(f"  recipe {outcome.run.meta.get('recipe', '')}: {outcome.run.meta.get('recipe_summary', '')}")
     lines.append(f"  reproduce: {reproduce}")
     return "\n".join(lines)
 

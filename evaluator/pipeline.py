@@ -405,7 +405,7 @@ def artifact_key(spec: RunSpec, info: ModelInfo, dataset: Dataset) -> str:
     """Content key of a predictions artifact: what can change a prediction, nothing else."""
     return cache_key(model_sha256=info.sha256, runtime=spec.runtime, runtime_version=info.runtime_version,
                      recipe=asdict(spec.recipe), tta=spec.tta, input_size=info.input_size,
-                     dataset=dataset.fingerprint, pipeline=PIPELINE_VERSION)  # the recipe holds exif_transpose
+                     dataset=dataset.fingerprint, pipeline=PIPELINE_VERSION)  # every recipe field, exif_transpose too
 
 
 def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> Path | None:
@@ -577,6 +577,7 @@ def _meta(spec: RunSpec, info: ModelInfo, dataset: Dataset, key: str, elapsed_s:
         "runtime_version": info.runtime_version,
         "recipe": spec.recipe.name,
         "recipe_summary": spec.recipe.describe(spec.tta, size=info.input_size),
+        "recipe_fields": asdict(spec.recipe),  # every field, as in the artifact key
         "tta": spec.tta,
         "input_size": info.input_size,
         "dataset_root": str(dataset.root),

@@ -77,6 +77,11 @@ def pytest_addoption(parser):
                          "check by this explicit acceptance")
     group.addoption("--prune-baselines", action="store_true",
                     help="with --update-baselines: remove measured entries and per-image records no case uses")
+    from .cli import add_override_options
+
+    add_override_options(parser.getgroup(
+        "evaluator-recipe", "ImageNet accuracy regression suite: ad-hoc recipe overrides (applied to every selected "
+        "case's recipe; not with --update-baselines)"))
 
 
 # --- configuration ------------------------------------------------------------------------------------------------
@@ -119,6 +124,20 @@ def pytest_configure(config):
         raise pytest.UsageError(str(exc)) from None
 
 
+def _overrides(config, baselines, cases) -> dict:
+    """The recipe overrides given (--mean ...), checked against the recipe of every selected case."""
+    from .cli import recipe_overrides
+    from .recipes import apply_overrides
+
+    overrides = recipe_overrides(config.getoption)
+    if overrides and config.getoption("update_baselines"):
+        raise EvaluatorError("--update-baselines with recipe overrides: a measured baseline belongs to the "
+                             "catalogue's recipe; declare the changed recipe in baselines.yaml instead")
+    for case in cases:
+        apply_overrides(baselines.recipe(baselines.models[case.model].file_for(case.precision).recipe), overrides)
+    return overrides
+
+
 def _suite(config) -> Suite | None:
     return config.stash.get(SUITE_KEY, None)
 
@@ -131,8 +150,12 @@ def pytest_report_header(config):
     suite = _suite(config)
     if suite is None:
         return None
-    return (f"evaluator: ImageNet {suite.imagenet_dir}, models {suite.models_dir}, artifacts {suite.artifacts_dir}, "
-            f"baselines {suite.baselines.path}")
+    header = (f"evaluator: ImageNet {suite.imagenet_dir}, models {suite.models_dir}, artifacts {suite.artifacts_dir}, "
+              f"baselines {suite.baselines.path}")
+    if suite.overrides:
+        header += "\nevaluator: recipe overrides on every case: " + ", ".join(
+            f"{k}={v}" for k, v in suite.overrides.items())
+    return header
 
 
 # --- collection: one case per model x precision x TTA x runtime -------------------------------------------------
@@ -223,6 +246,7 @@ class Suite:
         self.artifacts_dir = Path(config.getoption("artifacts_dir") or default_artifacts_dir()).absolute()
         self.limit = config.getoption("limit")
         self.strict = config.getoption("strict_data")
+        self.overrides = _overrides(config, self.baselines, cases)
         self._dataset = None
 
     def session_data_problem(self) -> str | None:
@@ -265,6 +289,8 @@ class Suite:
         for option in ("models_dir", "artifacts_dir"):
             if self.config.getoption(option):
                 args.append(f"--{option.replace('_', '-')}={getattr(self, option)}")
+        for option, value in self.overrides.items():
+            args += [f"--{option.replace('_', '-')}", *map(str, value if isinstance(value, list) else [value])]
         return shlex.join(args)
 
     def _unavailable(self, case, detail: str, group: str):
@@ -290,7 +316,8 @@ class Suite:
         try:
             workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
             outcome = evaluate_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
-                                    recompute=self.config.getoption("recompute"), workers=workers)
+                                    recompute=self.config.getoption("recompute"), workers=workers,
+                                    overrides=self.overrides)
         except ModelFileMissing as exc:
             self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
                               f"`python -m evaluator fetch` downloads them; report.md names each file")

@@ -148,7 +148,7 @@ def make_recipe(name: str, fields: dict, where: str) -> Recipe:
     """A Recipe from a mapping of fields; RecipeError naming `where` when a field is missing or out of range."""
     from .preprocess import Recipe
 
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k != "name"}
     if "layout" not in fields:
         raise RecipeError(f"{where}: layout is required (NCHW or NHWC; a wrong guess still runs and silently costs "
                           "accuracy), directly or through `base`")
