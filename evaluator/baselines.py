@@ -118,12 +118,31 @@ def load_baselines(path: str | Path = DEFAULT_BASELINES) -> Baselines:
         raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
     except Exception as exc:  # ruamel raises many parser error types
         raise _yaml_error(path, exc) from None
-    problems: list[str] = []
-    baselines = _parse(path, raw, problems)
+    problems = validate_raw(path, raw)
     if problems:
         listing = "\n  ".join(problems)
         raise BaselinesError(f"{path}: {len(problems)} problem(s):\n  {listing}")
-    return baselines
+    return _parse(path, raw, problems)
+
+
+def validate_raw(path: Path, raw) -> list[str]:
+    """Every problem of a loaded document: the JSON Schema's (types, unknown keys, ranges), then the cross-references
+    only this module can check (names of recipes, bases, models, precisions, sources; duplicates), one line each."""
+    from .schema import schema_problems
+
+    problems = schema_problems(raw)
+    checks: list[str] = []
+    try:
+        _parse(path, raw, checks)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        if not problems:  # a document the schema accepts must never crash the parser
+            checks.append(f"{type(exc).__name__}: {exc}")
+    covered = {line.split(": ", 1)[0] for line in problems}
+    for line in checks:  # a place the schema already reported (or a key inside it) is not reported twice
+        where = line.split(": ", 1)[0]
+        if not any(where == c or where.startswith(c + ".") or where.startswith(c + "[") for c in covered):
+            problems.append(line)
+    return problems
 
 
 def _yaml_error(path: Path, exc: Exception) -> BaselinesError:

@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imagenet-dir", type=Path, help="only for class names in the output")
     p.add_argument("--classes", type=int, default=10, help="how many most-changed classes to list")
 
-    p = sub.add_parser("validate", help="check baselines.yaml and the ImageNet directory before a long run",
+    p = sub.add_parser("validate", help="check baselines.yaml (its JSON Schema, then names and references; one line "
+                                        "per problem, exit 2) and the ImageNet directory before a long run",
                        epilog="examples:\n  python -m evaluator validate --imagenet-dir ../shared/fixtures/imagenet",
                        formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
@@ -431,7 +432,10 @@ def cmd_validate(args) -> int:
     from .dataset import load_dataset
 
     baselines = _baselines(args)
-    print(f"{baselines.path}: {len(baselines.models)} models, {len(baselines.documented)} documented, "
+    from .preprocess import RECIPES
+
+    print(f"{baselines.path}: follows the schema (evaluator/baselines.schema.json); {len(baselines.models)} models, "
+          f"{len(baselines.recipes) - len(RECIPES)} declared recipes, {len(baselines.documented)} documented, "
           f"{len(baselines.official)} official, {len(baselines.measured)} measured entries")
     print(load_dataset(args.imagenet_dir).describe())
     return 0

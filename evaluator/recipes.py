@@ -154,10 +154,11 @@ def make_recipe(name: str, fields: dict, where: str) -> Recipe:
                           "accuracy), directly or through `base`")
     try:
         return Recipe(name=name, **fields)
-    except RecipeError as exc:
-        raise RecipeError(f"{where}: {exc}") from None
-    except TypeError as exc:
-        raise RecipeError(f"{where}: {exc}") from None
+    except (RecipeError, TypeError) as exc:
+        # "recipe 'x': mean must be ..." -> "recipes.x.mean: mean must be ...": the key path of the field
+        problem = str(exc).split(": ", 1)[-1] if isinstance(exc, RecipeError) else str(exc)
+        field = problem.split()[0] if problem else ""
+        raise RecipeError(f"{where}.{field}: {problem}" if field in fields else f"{where}: {problem}") from None
 
 
 def apply_overrides(recipe: Recipe, overrides: dict) -> Recipe:

@@ -52,7 +52,7 @@ def test_declared_recipe_with_base_and_overrides():
                                                              "mean mean?"),
     ({"x": {"base": "y"}, "y": {"base": "x"}}, "recipes.x.base: cycle x -> y -> x"),
     ({"x": {"scale": 2.0}}, "recipes.x: layout is required"),
-    ({"x": {"base": "resnet50_pytorch", "layout": "NCWH"}}, "recipes.x: recipe 'x': layout must be one of"),
+    ({"x": {"base": "resnet50_pytorch", "layout": "NCWH"}}, "recipes.x.layout: layout must be one of NCHW, NHWC"),
     ({"x": {"base": "resnet50_pytorch", "crop_fraction": "0.9"}}, "crop_fraction must be in (0, 1]"),
     ({"x": {"base": "tf_slim_mobilenet_quant", "resize_short_side": 256}}, "crop_geometry short-side"),
 ])
