@@ -20,6 +20,14 @@ EPILOG_ACCURACY = """examples:
 """
 
 
+EPILOG_ADD_MODEL = """examples:
+  python -m evaluator add-model my_mobilenet --model-path ../shared/fixtures/models/mobilenet_v1_0.25_128_quant.tflite \\
+      --recipe tf_slim_mobilenet_quant --documented 0.395 0.644 --source "TFLite hosted models table"
+  python -m evaluator add-model my_inception --model-path model.onnx --recipe resnet50_pytorch \\
+      --mean 0.498 0.498 0.498 --std 0.502 0.502 0.502
+"""
+
+
 def _positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
@@ -113,6 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a predictions artifact directory or a directory of the seed's per-image .txt files")
     p.add_argument("--output", type=Path, help="results file to write (default: results.txt beside the predictions)")
     p.add_argument("--json", action="store_true", help="print the numbers (n, intervals, recipe) as one JSON document")
+
+    p = sub.add_parser("add-model", help="inspect a model file and add its catalogue entry to baselines.yaml",
+                       epilog=EPILOG_ADD_MODEL, formatter_class=fmt)
+    p.add_argument("name", help="the new catalogue name (letters, digits, _ . -)")
+    p.add_argument("--model-path", type=Path, required=True, help="the ONNX or TFLite file")
+    p.add_argument("--recipe", required=True, help="a built-in or declared recipe (`python -m evaluator list`)")
+    add_override_options(p.add_argument_group(
+        "recipe overrides (declared as a recipe named after the model, with `base:` the --recipe)"))
+    p.add_argument("--precision", help="precision name (default: float, uint8 or int8 from the input dtype)")
+    p.add_argument("--summary", help="one line describing the model")
+    p.add_argument("--url", help="https download URL of the file (default: none)")
+    p.add_argument("--documented", type=float, nargs=2, metavar=("TOP1", "TOP5"),
+                   help="published accuracies on the 50,000 images (fractions); creates a regression case")
+    p.add_argument("--source", help="with --documented: where the number comes from (a sources name or a text)")
+    p.add_argument("--tta", default="1-crop", help="with --documented: the TTA mode of the number (default 1-crop)")
+    p.add_argument("--baselines", type=Path)
+    p.add_argument("--models-dir", type=Path, help="where a file from elsewhere is copied (default: data/models)")
 
     p = sub.add_parser("fetch", help="download catalogue model files and check their sha256",
                        epilog="examples:\n  python -m evaluator fetch -m resnet50_chainer\n  python -m evaluator fetch",
@@ -381,6 +406,23 @@ def _load_any_predictions(path: Path, dataset):
     return predictions, path
 
 
+def cmd_add_model(args) -> int:
+    from .add_model import NewModel, add_model
+    from .baselines import DEFAULT_BASELINES
+    from .locations import default_models_dir
+    from .preprocess import check_tta
+
+    if (args.documented is None) != (args.source is None):
+        raise EvaluatorError("--documented TOP1 TOP5 and --source TEXT go together")
+    new = NewModel(name=args.name, model_path=args.model_path, recipe=args.recipe,
+                   overrides=recipe_overrides(lambda name: getattr(args, name)), precision=args.precision,
+                   summary=args.summary, url=args.url, source=args.source, tta=check_tta(args.tta),
+                   documented=tuple(args.documented) if args.documented else None)
+    for line in add_model(args.baselines or DEFAULT_BASELINES, new, args.models_dir or default_models_dir()):
+        print(line)
+    return 0
+
+
 def cmd_fetch(args) -> int:
     from .errors import FetchError
     from .fetch import fetch_model
@@ -511,7 +553,7 @@ def cmd_cache(args) -> int:
     return 0
 
 
-COMMANDS = {"predict": cmd_predict, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
+COMMANDS = {"add-model": cmd_add_model, "predict": cmd_predict, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
             "validate": cmd_validate, "report": cmd_report, "diff": cmd_diff, "cache": cmd_cache}
 
 
