@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -148,8 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", type=Path)
 
     p = sub.add_parser("list", help="catalogue models, recipes and regression cases",
-                       epilog="examples:\n  python -m evaluator list", formatter_class=fmt)
+                       epilog="examples:\n  python -m evaluator list\n  python -m evaluator list --json",
+                       formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
+    p.add_argument("--models-dir", type=Path, help="where model files are looked for (default: data/models)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON document: models with each file's presence and sha256 check, recipes, cases")
 
     p = sub.add_parser("report", help="markdown report and PNG plot of the last pytest run's cases",
                        epilog="examples:\n  python -m evaluator report\n"
@@ -280,7 +285,6 @@ def _scores_json(scores, n_listed: int) -> dict:
 
 def cmd_predict(args) -> int:
     import dataclasses
-    import json
 
     from .artifacts import write_prediction_texts
     from .evaluate import score
@@ -316,8 +320,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_accuracy(args) -> int:
-    import json
-
     from .artifacts import PredictionStore, atomic_write_text, read_json
     from .evaluate import score
 
@@ -455,19 +457,48 @@ def cmd_fetch(args) -> int:
 
 def cmd_list(args) -> int:
     from .baselines import list_cases
-    from .preprocess import RECIPES
 
     baselines = _baselines(args)
+    if args.json:
+        print(json.dumps(_catalogue_json(baselines, args.models_dir), indent=1))
+        return 0
     print("models:")
     for name, entry in baselines.models.items():
         print(f"  {name:28s} {entry.format:6s} {', '.join(entry.files)}  {entry.summary}")
     print("recipes:")
-    for name, recipe in sorted(RECIPES.items()):
+    for name, recipe in sorted(baselines.recipes.items()):
         print(f"  {name:28s} {recipe.summary}")
     print("cases:")
     for case in list_cases(baselines):
         print(f"  {case.case_id}")
     return 0
+
+
+def _catalogue_json(baselines, models_dir) -> dict:
+    """Models (each file: present where, sha256 verified or not), recipes with every field, and the cases."""
+    import dataclasses
+
+    from .baselines import list_cases
+    from .locations import default_models_dir
+    from .models import locate_model_file
+    from .pipeline import file_sha256
+
+    models = {}
+    for name, entry in baselines.models.items():
+        files = {}
+        for precision, model_file in entry.files.items():
+            path = locate_model_file(model_file, models_dir or default_models_dir())
+            actual = file_sha256(path) if path is not None else None
+            files[precision] = {
+                "file": model_file.file, "recipe": model_file.recipe, "url": model_file.url,
+                "sha256": model_file.sha256, "present": path is not None, "path": str(path) if path else None,
+                # True/False: the file's hash against the catalogue's; None: absent, or no hash recorded
+                "sha256_verified": None if actual is None or model_file.sha256 is None else actual == model_file.sha256,
+            }
+        models[name] = {"summary": entry.summary, "format": entry.format, "classes": entry.classes, "files": files}
+    return {"baselines": str(baselines.path), "models": models,
+            "recipes": {name: dataclasses.asdict(r) for name, r in sorted(baselines.recipes.items())},
+            "cases": [case.case_id for case in list_cases(baselines)]}
 
 
 def cmd_validate(args) -> int:

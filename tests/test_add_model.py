@@ -155,3 +155,35 @@ def test_pytest_k_runs_and_judges_the_added_model(tmp_path, capsys, declared):
     assert row["verdict"] == "pass" and row["n"] == 700 and row["expected_top1"] == 0.395
     meta = [json.loads(p.read_text()) for p in (tmp_path / "artifacts" / "predictions").glob("*/meta.json")]
     assert [m["recipe"] for m in meta] == [recipe]
+
+
+def test_list_json_says_whether_each_file_is_present_and_its_hash_verified(tmp_path, capsys):
+    model = _fixture_model(SLIM)
+    catalogue = _catalogue(tmp_path)
+    recorded = "cb273c23ee76374b05b9583177e28aa19744858a7679c56a250e83d0333da785"
+    catalogue.write_text(catalogue.read_text().replace(recorded, "f" * 64))
+    assert main(["list", "--json", "--baselines", str(catalogue), "--models-dir", str(tmp_path / "none")]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    slim = listed["models"]["mobilenet_v1_025_128_quant"]["files"]["uint8"]
+    assert (slim["present"], slim["path"], slim["sha256_verified"]) == (True, str(model), False)
+    absent = listed["models"]["resnet50_pytorch"]["files"]["float"]
+    assert (absent["present"], absent["sha256_verified"]) == (False, None)
+    assert listed["recipes"]["resnet50_pytorch"]["mean"] == [0.485, 0.456, 0.406]
+    assert "mobilenet_v1_025_128_quant-uint8-1-crop-litert" in listed["cases"]
+
+
+def test_predict_and_accuracy_json_carry_n_intervals_and_the_recipe(tmp_path, capsys):
+    model = _fixture_model(SLIM)
+    run = ["--model-path", str(model), "--recipe", "tf_slim_mobilenet_quant", "--crop-fraction", "0.8",
+           "--imagenet-dir", str(real_imagenet_dir()), "--limit", "60", "--artifacts-dir", str(tmp_path), "--json"]
+    assert main(["predict", *run]) == 0
+    predicted = json.loads(capsys.readouterr().out)
+    assert main(["accuracy", *run]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    for result in (predicted, scored):
+        assert result["n"] == 60 and result["n_listed"] == 50000
+        low, high = result["top1_interval"]
+        assert low <= result["top1"] <= high and 0 < high - low < 0.5
+        assert result["recipe"]["crop_fraction"] == 0.8 and result["recipe"]["name"] == \
+            "tf_slim_mobilenet_quant+crop_fraction"
+    assert (scored["top1"], scored["top5"]) == (predicted["top1"], predicted["top5"])
