@@ -331,8 +331,12 @@ def cmd_accuracy(args) -> int:
     else:
         run_dir = _stored_run_dir(args, dataset)
         predictions, where = PredictionStore(run_dir).load(), run_dir
+        say(f"predictions: {run_dir}")
     if (Path(where) / "meta.json").is_file():
         recipe = read_json(Path(where) / "meta.json").get("recipe_fields")
+        if recipe:  # the header of the run that made them: the recipe with every field
+            say("recipe " + recipe["name"] + ": " + ", ".join(f"{k}={v}" for k, v in recipe.items()
+                                                            if k not in ("name", "summary")))
     scores = score(predictions)
     lines = scores.lines(dataset.n_listed)
     for line in lines:

@@ -97,7 +97,12 @@ class Recipe:
     ailia_classifier_range: str | None = None
 
     def __post_init__(self):
-        # catalogue overrides arrive as YAML lists and ints: store tuples of floats so recipes compare and hash
+        # catalogue overrides arrive as YAML lists and ints: store floats and tuples of floats so that equal recipes
+        # compare, hash and key caches alike (scale: 1 is scale: 1.0)
+        for field in ("scale", "crop_fraction"):
+            value = getattr(self, field)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, field, float(value))
         for field in ("mean", "std", "clip"):
             value = getattr(self, field)
             if value is None:
@@ -152,8 +157,8 @@ def _validate(recipe: Recipe) -> None:
     if isinstance(recipe.crop_fraction, bool) or not isinstance(recipe.crop_fraction, (int, float)) \
             or not 0.0 < recipe.crop_fraction <= 1.0:
         fail(f"crop_fraction must be in (0, 1]; got {recipe.crop_fraction!r}")
-    if not recipe.scale > 0:
-        fail(f"scale must be positive; got {recipe.scale!r}")
+    if isinstance(recipe.scale, bool) or not isinstance(recipe.scale, (int, float)) or not recipe.scale > 0:
+        fail(f"scale must be a positive number; got {recipe.scale!r}")
     for field in ("mean", "std"):
         if len(getattr(recipe, field)) != 3:
             fail(f"{field} needs 3 values (one per channel, in {recipe.colour} order); got {getattr(recipe, field)!r}")
@@ -164,8 +169,6 @@ def _validate(recipe: Recipe) -> None:
     for field in ("normalize_before_resize", "exif_transpose", "cast_before_quantize"):
         if not isinstance(getattr(recipe, field), bool):
             fail(f"{field} must be true or false; got {getattr(recipe, field)!r}")
-    if isinstance(recipe.scale, bool) or not isinstance(recipe.scale, (int, float)):
-        fail(f"scale must be a number; got {recipe.scale!r}")
     if isinstance(recipe.class_offset, bool) or recipe.class_offset not in (0, 1):
         fail(f"class_offset must be 0 or 1; got {recipe.class_offset!r}")
     if recipe.quantize == "raw-uint8" and (

@@ -174,7 +174,7 @@ def test_list_json_says_whether_each_file_is_present_and_its_hash_verified(tmp_p
 
 def test_predict_and_accuracy_json_carry_n_intervals_and_the_recipe(tmp_path, capsys):
     model = _fixture_model(SLIM)
-    run = ["--model-path", str(model), "--recipe", "tf_slim_mobilenet_quant", "--crop-fraction", "0.8",
+    run = ["-m", "mobilenet_v1_025_128_quant", "--crop-fraction", "0.8",
            "--imagenet-dir", str(real_imagenet_dir()), "--limit", "60", "--artifacts-dir", str(tmp_path), "--json"]
     assert main(["predict", *run]) == 0
     predicted = json.loads(capsys.readouterr().out)
@@ -187,3 +187,7 @@ def test_predict_and_accuracy_json_carry_n_intervals_and_the_recipe(tmp_path, ca
         assert result["recipe"]["crop_fraction"] == 0.8 and result["recipe"]["name"] == \
             "tf_slim_mobilenet_quant+crop_fraction"
     assert (scored["top1"], scored["top5"]) == (predicted["top1"], predicted["top5"])
+    assert predicted["model_path"] == str(model)
+    # the catalogue's documented number belongs to its own recipe: an overridden run is not judged against it
+    assert scored["verdict"] == ["recipe overridden: not judged against the catalogue's numbers, which belong to "
+                                 "its own recipe"]

@@ -225,3 +225,9 @@ def test_pytest_overrides_reach_the_case_its_header_and_its_reproduce_command(wo
     assert "--update-baselines with recipe overrides" in refused.stderr
     bad = _pytest(REGRESSION_FILE, "--collect-only", "-q", "--layout", "NWHC", *options)
     assert bad.returncode == pytest.ExitCode.USAGE_ERROR and "layout must be one of NCHW, NHWC" in bad.stderr
+
+
+def test_yaml_integers_make_the_same_recipe_as_floats():
+    from_ints = build_recipes({"x": {"base": "resnet50_chainer", "scale": 1, "crop_fraction": 1}}, RECIPES)["x"]
+    from_floats = build_recipes({"x": {"base": "resnet50_chainer", "scale": 1.0, "crop_fraction": 1.0}}, RECIPES)["x"]
+    assert from_ints == from_floats and type(from_ints.scale) is float and type(from_ints.crop_fraction) is float

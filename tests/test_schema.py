@@ -106,3 +106,18 @@ def test_a_declared_recipe_is_usable_by_a_catalogue_model(tmp_path):
     baselines = load_baselines(path)
     recipe = baselines.recipe(baselines.models["resnet50_pytorch"].files["float"].recipe)
     assert (recipe.name, recipe.mean, recipe.scale) == ("inception_torch", (0.498,) * 3, 1 / 255)
+
+
+def test_the_schema_and_the_parser_know_the_same_keys():
+    from evaluator import baselines, models
+
+    schema = load_schema()
+    defs = schema["$defs"]
+    model_keys = models._MODEL_KEYS | getattr(models, "_OPTIONAL_MODEL_KEYS", set())
+    assert set(schema["properties"]) == baselines._TOP_KEYS
+    assert set(defs["model"]["properties"]) == model_keys
+    assert set(defs["model"]["required"]) == models._MODEL_KEYS
+    assert set(defs["file"]["properties"]) == models._FILE_KEYS
+    assert set(defs["source"]["properties"]) == baselines._SOURCE_KEYS
+    assert set(defs["expected"]["properties"]) == baselines._ENTRY_KEYS
+    assert set(defs["measured"]["properties"]) == baselines._MEASURED_KEYS
