@@ -10,7 +10,15 @@ class DatasetError(EvaluatorError):
 
 
 class ImageDecodeError(EvaluatorError):
-    """One image could not be decoded; recorded per image, the run goes on."""
+    """One image could not be decoded; recorded per image, the run goes on.
+
+    transient: the file could not be read (permission denied, gone), which says nothing about its content, so the
+    failure is never cached: the next run tries the image again.
+    """
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class RecipeError(EvaluatorError):
