@@ -57,7 +57,7 @@ def decode_image(path: str | Path, *, exif_transpose: bool = False, max_pixels: 
 
 
 def read_image_bytes(path: str | Path) -> bytes:
-    """The file's bytes; ImageDecodeError (transient: a read error, not the content) or for an empty file."""
+    """The file's bytes; ImageDecodeError (transient: a read error says nothing about the content)."""
     return _read_bytes(Path(path))
 
 
@@ -66,6 +66,8 @@ def decode_bytes(path: Path, data: bytes, *, exif_transpose: bool = False, max_p
     """decode_image() of bytes already read from `path` (named in errors), for callers that also hash them."""
     if channels not in ("RGB", "BGR"):
         raise ValueError(f"channels must be 'RGB' or 'BGR', not {channels!r}")
+    if not data:
+        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
     frame = _jpeg_frame(path, data)
     header = None if frame else _open_header(path, data)
     width, height = frame[:2] if frame else header.size
@@ -112,12 +114,9 @@ def _exif_orientation(data: bytes) -> int:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read the file ({exc.strerror or exc})", transient=True) from None
-    if not data:
-        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
-    return data
 
 
 def _jpeg_frame(path: Path, data: bytes) -> tuple[int, int, int] | None:

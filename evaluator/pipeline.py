@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from . import stamps
 from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic_write_bytes, cache_key, file_lock,
                          read_array_exactly, read_json)
 from .dataset import Dataset
@@ -58,6 +59,8 @@ class RunSpec:
     checkpoint_s: float = 1.0         # finished chunks go to parts/ this often (0: each one); what a kill can lose
     decode_cache: bool = True
     exif_transpose: bool = False
+    # also compare each image's content hash with the one recorded when it was decoded (reads every image once)
+    verify_data: bool = False
 
 
 @dataclass
@@ -190,15 +193,28 @@ class _WorkerConfig:
     cache_dir: Path | None  # decode cache directory for this geometry, None when not cacheable or disabled
 
 
-def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], list[str], np.ndarray],
-                   stop: threading.Event, save: Callable) -> Predictions:
-    """Decode, preprocess and classify one chunk of images with this thread's runtime."""
-    chunk_key, image_ids, paths, labels = task
-    images, to_model, errors = _chunk_images(config, runtime, chunk_key, paths, save)
-    n = len(image_ids)
+@dataclass(frozen=True)
+class _Chunk:
+    """One unit of work: a fixed slice of the sorted images and which of them to predict now."""
+
+    key: str               # names its decode-cache entry
+    image_ids: list[str]
+    paths: list[str]
+    labels: np.ndarray
+    listed: np.ndarray     # int64 (n, 2) size and mtime of each image as listed
+    digests: np.ndarray | None  # int64 (n, 2) content hashes of the files now (verify_data), else None
+    refusals: list[str]    # '' or why the image is not read at all
+    wanted: np.ndarray     # bool (n,): predict these; the others are already in the artifact
+
+
+def _predict_chunk(config: _WorkerConfig, runtime, chunk: _Chunk, stop: threading.Event,
+                   save: Callable) -> Predictions:
+    """Decode, preprocess and classify the wanted images of one chunk with this thread's runtime."""
+    images, to_model, errors, chunk_stamps = _chunk_images(config, runtime, chunk, save)
+    n = len(chunk.image_ids)
     top5_ids = np.full((n, TOP_K), -1, dtype=np.int32)
     top5_scores = np.full((n, TOP_K), np.nan, dtype=np.float32)
-    ok = [i for i, error in enumerate(errors) if not error]
+    ok = [i for i, error in enumerate(errors) if not error and chunk.wanted[i]]
     if ok:
         scores = _run_batches(config, runtime, images, to_model, ok, stop)
         finite = np.isfinite(scores).all(axis=1)
@@ -209,9 +225,11 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
         ids, values = top_k(scores[good], config.spec.recipe.class_offset)
         rows = np.asarray(ok)[good]
         top5_ids[rows], top5_scores[rows] = ids, values
+    wanted = np.flatnonzero(chunk.wanted)
     return Predictions(
-        image_ids=np.asarray(image_ids), labels=np.asarray(labels, dtype=np.int32), top5_ids=top5_ids,
-        top5_scores=top5_scores, errors=np.asarray(errors, dtype=str),
+        image_ids=np.asarray(chunk.image_ids)[wanted], labels=np.asarray(chunk.labels, dtype=np.int32)[wanted],
+        top5_ids=top5_ids[wanted], top5_scores=top5_scores[wanted], errors=np.asarray(errors, dtype=str)[wanted],
+        stamps=chunk_stamps[wanted],
     )
 
 
@@ -234,10 +252,10 @@ def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np
     return ids, values
 
 
-def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[str],
-                  save: Callable) -> tuple[np.ndarray | None, Callable, list[str]]:
-    """The chunk's images (rows of failed images are unused; None if all failed), the function that turns a batch of
-    them into the model's input, and per image an error string ('' when fine).
+def _chunk_images(config: _WorkerConfig, runtime, chunk: _Chunk,
+                  save: Callable) -> tuple[np.ndarray | None, Callable, list[str], np.ndarray]:
+    """The chunk's images (rows of failed or unwanted images are unused; None if none is usable), the function that
+    turns a batch of them into the model's input, per image an error string ('' when fine), and their stamps.
 
     Cached geometry stays uint8 until each batch is run: a float batch made just before its model call is still in
     the core's cache, where a whole float chunk (19 MB at 224 pixels) would not be.
@@ -246,69 +264,100 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[st
 
     spec, size = config.spec, config.input_size
     if config.cache_dir is not None:
-        geometries, errors = _cached_geometry(config, chunk_key, paths, save)
-        return geometries, lambda batch: inputs_from_geometry(batch, spec.recipe, runtime.input_spec), errors
-    arrays, errors = [], []
-    for path in paths:
-        try:
-            arrays.append(preprocess(_decode(path, spec), spec.recipe, spec.tta, size=size))
-            errors.append("")
-        except ImageDecodeError as exc:
-            arrays.append(None)
-            errors.append(str(exc))
+        geometries, errors, chunk_stamps = _cached_geometry(config, chunk, save)
+        return (geometries, lambda batch: inputs_from_geometry(batch, spec.recipe, runtime.input_spec), errors,
+                chunk_stamps)
+    n = len(chunk.paths)
+    arrays, errors, chunk_stamps = [None] * n, [""] * n, stamps.empty(n)
+    for i in np.flatnonzero(chunk.wanted):
+        image, errors[i], chunk_stamps[i] = _load_image(chunk, i, spec)
+        if image is not None:
+            arrays[i] = preprocess(image, spec.recipe, spec.tta, size=size)
     done = next((a for a in arrays if a is not None), None)
     if done is None:
-        return None, None, errors
+        return None, None, errors, chunk_stamps
     inputs = to_input(np.stack([done if a is None else a for a in arrays]), spec.recipe, runtime.input_spec)
-    return inputs, lambda batch: batch, errors
+    return inputs, lambda batch: batch, errors, chunk_stamps
 
 
-def _decode(path: str, spec: RunSpec, channels: str = "RGB") -> np.ndarray:
-    from .decode import decode_image
+def _load_image(chunk: _Chunk, i: int, spec: RunSpec, channels: str = "RGB") -> tuple[np.ndarray | None, str, tuple]:
+    """One image of a chunk decoded: (pixels or None, error or '', its stamp). The stamp hashes the bytes read; an
+    unreadable image gets the INVALID stamp, so its failure is never served from a cache. A refused link is not read:
+    its stamp is the link's own, and recreating the link invalidates it."""
+    from .decode import read_image_bytes
 
-    return decode_image(Path(path), exif_transpose=spec.exif_transpose, channels=channels)
+    if chunk.refusals[i]:
+        return None, chunk.refusals[i], (*chunk.listed[i].tolist(), *stamps.UNKNOWN_DIGEST)
+    path = Path(chunk.paths[i])
+    try:
+        data = read_image_bytes(path)
+    except ImageDecodeError as exc:
+        return None, str(exc), stamps.INVALID
+    stamp = (*chunk.listed[i].tolist(), *stamps.digest(data))
+    try:
+        return _decode(path, data, spec, channels), "", stamp
+    except ImageDecodeError as exc:
+        return None, str(exc), stamps.INVALID if exc.transient else stamp
 
 
-def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
-                     save: Callable) -> tuple[np.ndarray, list[str]]:
-    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there.
+def _decode(path: Path, data: bytes, spec: RunSpec, channels: str) -> np.ndarray:
+    from .decode import decode_bytes
+
+    return decode_bytes(path, data, exif_transpose=spec.exif_transpose, channels=channels)
+
+
+def _cached_geometry(config: _WorkerConfig, chunk: _Chunk,
+                     save: Callable) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there, with errors and stamps.
 
     An entry is `<chunk>.npy` (the images, zeros where decoding failed), whose presence marks the entry complete,
-    preceded by `<chunk>.errors.json` (the decode error of each image) only when an image failed. Plain .npy, not
-    .npz: it loads without zip parsing and checksumming, which matters when the model is fast. `save(write, path,
-    data)` runs an atomic write in order, off this thread.
+    preceded by `<chunk>.stamps.npy` (what each image was decoded from) and `<chunk>.errors.json` (the decode error
+    of each image) only when an image failed. Plain .npy, not .npz: it loads without zip parsing and checksumming,
+    which matters when the model is fast. An image whose stamp no longer describes its file is decoded again, alone,
+    and the entry rewritten. `save(write, path, data)` runs an atomic write in order, off this thread.
     """
     from .preprocess import geometry
 
-    images_file = config.cache_dir / f"{chunk_key}.npy"
-    errors_file = config.cache_dir / f"{chunk_key}.errors.json"
-    size = config.input_size
+    images_file = config.cache_dir / f"{chunk.key}.npy"
+    errors_file = config.cache_dir / f"{chunk.key}.errors.json"
+    stamps_file = config.cache_dir / f"{chunk.key}.stamps.npy"
+    n, size = len(chunk.paths), config.input_size
     try:
-        images = read_array_exactly(images_file, (len(paths), size, size, 3), np.uint8)
-        errors = read_json(errors_file) if errors_file.is_file() else [""] * len(paths)
-        if len(errors) == len(paths):
-            return images, [str(error) for error in errors]
+        images = read_array_exactly(images_file, (n, size, size, 3), np.uint8)
+        cached_stamps = read_array_exactly(stamps_file, (n, 4), np.int64)
+        errors = [str(error) for error in read_json(errors_file)] if errors_file.is_file() else [""] * n
+        if len(errors) != n:
+            raise ValueError("errors list of another length")
     except (OSError, ValueError, ArtifactError):
-        pass  # not cached yet; a damaged entry is recomputed and replaced
+        # not cached yet; a damaged entry is recomputed and replaced
+        images, errors, cached_stamps = np.zeros((n, size, size, 3), np.uint8), [""] * n, stamps.empty(n)
+    redo = np.flatnonzero(stamps.stale(cached_stamps, chunk.listed, chunk.digests))
+    if not len(redo):
+        return images, errors, cached_stamps
     spec = config.spec
-    bgr = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
-    errors = []
-    for i, path in enumerate(paths):
-        try:
-            # cropping and resizing treat the channels alike, so they run in OpenCV's BGR and the chunk is
+    bgr = np.zeros((len(redo), size, size, 3), dtype=np.uint8)
+    for j, i in enumerate(redo):
+        image, errors[i], cached_stamps[i] = _load_image(chunk, i, spec, channels="BGR")
+        if image is not None:
+            # cropping and resizing treat the channels alike, so they run in OpenCV's BGR and the images are
             # swapped to RGB once, at model size
-            bgr[i] = geometry(_decode(path, spec, channels="BGR"), spec.recipe, spec.tta, size=size)
-            errors.append("")
-        except ImageDecodeError as exc:
-            errors.append(str(exc))
-    images = np.ascontiguousarray(bgr[..., ::-1])
+            bgr[j] = geometry(image, spec.recipe, spec.tta, size=size)
+    images = images.copy() if not images.flags.writeable else images
+    images[redo] = bgr[..., ::-1]
+    if len(redo) < n:  # an entry being rewritten: remove it first, so old pixels never pair with new stamps
+        save(_unlink, images_file, None)
     if any(errors):
         save(atomic_write_bytes, errors_file, json.dumps(errors).encode("utf-8"))
     else:  # a stale list from a damaged entry must not outlive it (an unusable directory fails the write below)
-        with contextlib.suppress(OSError):
-            errors_file.unlink()
+        save(_unlink, errors_file, None)
+    save(atomic_write_array, stamps_file, cached_stamps.copy())
     save(atomic_write_array, images_file, images)  # never modified after this: the writer reads it directly
-    return images, errors
+    return images, errors, cached_stamps
+
+
+def _unlink(path: Path, _) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def _run_batches(config: _WorkerConfig, runtime, images: np.ndarray, to_model: Callable, ok: list[int],
@@ -342,10 +391,11 @@ class _Abandoned(Exception):
 
 
 def artifact_key(spec: RunSpec, info: ModelInfo, dataset: Dataset) -> str:
-    """Content key of a predictions artifact: what can change a prediction, nothing else."""
+    """Content key of a predictions artifact: what can change a prediction, nothing else (each image's file is
+    checked by its stamp, see stamps.py)."""
     return cache_key(model_sha256=info.sha256, runtime=spec.runtime, runtime_version=info.runtime_version,
                      recipe=asdict(spec.recipe), tta=spec.tta, input_size=info.input_size,
-                     dataset=dataset.fingerprint, exif=spec.exif_transpose, pipeline=PIPELINE_VERSION)
+                     dataset=dataset.ids_key, exif=spec.exif_transpose, pipeline=PIPELINE_VERSION)
 
 
 def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> Path | None:
@@ -364,7 +414,8 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
 
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
             progress: bool | None = None) -> RunResult:
-    """Predict every image of the dataset, reusing a finished artifact or the finished chunks of an interrupted run."""
+    """Predict every image of the dataset, reusing a finished artifact or the finished chunks of an interrupted run;
+    an image whose file changed since its prediction (size or mtime; content with verify_data) is predicted again."""
     info = inspect_model(spec)
     key = artifact_key(spec, info, dataset)
     directory = Path(artifacts_dir) / "predictions" / f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
@@ -372,13 +423,21 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
     with file_lock(directory):  # a second process evaluating the same case waits here, then reuses
         if recompute:
             store.clear()
-        if store.is_complete():
-            return RunResult(store.load(), store.meta(), reused=len(dataset.image_ids), computed=0,
+        digests = None
+        if spec.verify_data:
+            digests = stamps.file_digests(dataset.image_files(), [bool(r) for r in dataset.refusals],
+                                          spec.workers or available_cores())
+        existing, changed = _changed_images(store, dataset, digests)
+        if existing is not None and not changed:
+            return RunResult(existing, store.meta(), reused=len(dataset.image_ids), computed=0,
                              artifact_dir=directory)
+        if changed:
+            log.warning("%d image(s) changed since they were predicted (e.g. %s); predicting them again",
+                        len(changed), changed[0])
+            store.drop(changed)
         started = time.monotonic()
-        done = store.done_ids()
-        chunks = [c for c in _chunks(dataset, spec.chunk_size) if not set(c[1]) <= done]
-        todo = sum(len(c[1]) for c in chunks)
+        chunks = _chunks(dataset, spec.chunk_size, digests, store.done_ids())
+        todo = sum(int(chunk.wanted.sum()) for chunk in chunks)
         reused = len(dataset.image_ids) - todo
         config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
         _run_chunks(config, chunks, store, _Progress(todo, progress, reused))
@@ -387,12 +446,36 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         return RunResult(predictions, store.meta(), reused=reused, computed=todo, artifact_dir=directory)
 
 
-def _chunks(dataset: Dataset, chunk_size: int):
-    ids, files = dataset.image_ids, dataset.image_files()
+def _changed_images(store: PredictionStore, dataset: Dataset,
+                    digests: np.ndarray | None) -> tuple[Predictions | None, list[str]]:
+    """The finished table (None if unfinished) and the ids of stored rows whose image changed since."""
+    existing = store.load() if store.is_complete() else None
+    stored = existing if existing is not None else store.load_parts()
+    if not len(stored):
+        return existing, []
+    all_ids = np.asarray(dataset.image_ids, dtype=str)
+    rows = np.minimum(np.searchsorted(all_ids, stored.image_ids), len(all_ids) - 1)
+    listed = dataset.stamps()[rows]
+    recorded = stored.stamps if stored.stamps is not None else stamps.empty(len(stored))
+    changed = stamps.stale(recorded, listed, None if digests is None else digests[rows])
+    changed |= all_ids[rows] != stored.image_ids
+    return existing, stored.image_ids[changed].tolist()
+
+
+def _chunks(dataset: Dataset, chunk_size: int, digests: np.ndarray | None, done: set[str]) -> list[_Chunk]:
+    """The chunks with an image still to predict (chunk boundaries never move: they name decode-cache entries)."""
+    ids, files, listed = dataset.image_ids, dataset.image_files(), dataset.stamps()
+    chunks = []
     for start in range(0, len(ids), chunk_size):
-        chunk_key = f"{dataset.fingerprint}-{start // chunk_size:05d}-{chunk_size}"
         end = start + chunk_size
-        yield chunk_key, list(ids[start:end]), files[start:end], dataset.labels[start:end]
+        wanted = np.array([image_id not in done for image_id in ids[start:end]])
+        if wanted.any():
+            chunks.append(_Chunk(
+                key=f"{dataset.ids_key}-{start // chunk_size:05d}-{chunk_size}", image_ids=list(ids[start:end]),
+                paths=files[start:end], labels=dataset.labels[start:end], listed=listed[start:end],
+                digests=None if digests is None else digests[start:end], refusals=list(dataset.refusals[start:end]),
+                wanted=wanted))
+    return chunks
 
 
 def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: "_Progress") -> None:
