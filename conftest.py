@@ -28,6 +28,9 @@ def pytest_addoption(parser):
     group.addoption("--limit", "--subset", dest="limit", type=int,
                     help="evaluate a deterministic class-stratified subset of N images")
     group.addoption("--recompute", action="store_true", help="ignore stored predictions and run inference again")
+    group.addoption("--verify-data", action="store_true",
+                    help="also check each image's content hash against the one recorded when it was decoded "
+                         "(reads every image; catches changes that kept size and mtime)")
     group.addoption("--update-baselines", action="store_true",
                     help="record the TOP1/TOP5 of every regression case that ran as a *measured* baseline for its "
                          "runtime and exact image set (dataset fingerprint) in baselines.yaml, printing old -> new. "
@@ -116,7 +119,8 @@ class Suite:
         workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
         try:
             outcome = evaluate_case(self.baselines, case, dataset, self.models_dir, self.artifacts_dir,
-                                    recompute=self.config.getoption("recompute"), workers=workers)
+                                    recompute=self.config.getoption("recompute"), workers=workers,
+                                    verify_data=self.config.getoption("verify_data"))
         except (ModelFileMissing, RuntimeUnavailable) as exc:
             from evaluator.evaluate import skipped_result
 

@@ -67,6 +67,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                             "loses at most this much work and the chunks in flight")
     speed.add_argument("--no-decode-cache", action="store_true", help="do not cache decoded, cropped images")
     speed.add_argument("--recompute", action="store_true", help="ignore stored predictions and run again")
+    checks = parser.add_argument_group("checks")
+    checks.add_argument("--verify-data", action="store_true",
+                        help="check each image's content hash against the one recorded when it was first decoded "
+                             "(reads every image; catches a changed copy that kept size and mtime)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +182,7 @@ def _run_spec(args):
     if args.tta not in TTA_MODES:
         raise RecipeError(did_you_mean("TTA mode", args.tta, TTA_MODES))
     knobs = dict(workers=args.workers, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                 checkpoint_s=args.checkpoint_s, decode_cache=not args.no_decode_cache)
+                 checkpoint_s=args.checkpoint_s, decode_cache=not args.no_decode_cache, verify_data=args.verify_data)
     if args.model_path:
         if not args.recipe:
             from .preprocess import RECIPES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -264,3 +265,119 @@ def test_runtimes_of_a_failed_run_are_closed_not_kept(dataset, tmp_path, opened_
         with pytest.raises(RuntimeError, match="planned failure"):
             predict(dataset, spec, tmp_path / "artifacts")
         assert len(opened) == attempt + 1 and closed == opened  # the rerun starts from a fresh runtime
+
+
+# --- changed, damaged and unreadable images (issue 13) -------------------------------------------------------------
+
+
+def image_files(root: Path) -> list[Path]:
+    return sorted((root / "ILSVRC" / "Data" / "CLS-LOC" / "val").iterdir())
+
+
+@pytest.fixture
+def small_root(tmp_path):
+    root = tmp_path / "imagenet"
+    make_imagenet(root, n_images=12)
+    return root
+
+
+def zero_fill(path: Path, start: int, n_bytes: int) -> None:
+    """Overwrite bytes in place: the size stays, the content and mtime change."""
+    data = bytearray(path.read_bytes())
+    data[start:start + n_bytes] = bytes(min(n_bytes, len(data) - start))
+    path.write_bytes(bytes(data))
+
+
+def test_a_changed_image_invalidates_only_its_own_prediction_and_cache_entry(small_root, spec, tmp_path, decodes):
+    artifacts = tmp_path / "artifacts"
+    before = predict(load_dataset(small_root), spec, artifacts).predictions
+    changed = image_files(small_root)[5]
+    zero_fill(changed, 0, changed.stat().st_size)  # same size, as in the issue's reproduction
+    decodes.clear()
+
+    dataset = load_dataset(small_root)
+    after = predict(dataset, spec, artifacts)
+    recomputed = predict(dataset, spec, artifacts, recompute=True).predictions
+    fresh = predict(dataset, spec, tmp_path / "fresh").predictions
+
+    assert after.computed == 1 and decodes[0] == str(changed)  # one image predicted, one decoded
+    assert after.predictions.errors[5].startswith(f"{changed}: not a JPEG")
+    assert same_predictions(after.predictions, fresh) and same_predictions(recomputed, fresh)
+    others = np.arange(12) != 5
+    assert np.array_equal(after.predictions.top5_ids[others], before.top5_ids[others])
+    assert len(decodes) == 1 + 12  # --recompute decoded nothing (the entry was rewritten), the fresh run all 12
+
+
+def test_verify_data_catches_a_changed_copy_that_kept_size_and_mtime(small_root, spec, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    predict(load_dataset(small_root), spec, artifacts)
+    changed = image_files(small_root)[2]
+    stat = changed.stat()
+    zero_fill(changed, 0, stat.st_size)
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    dataset = load_dataset(small_root)
+
+    trusted = predict(dataset, spec, artifacts).predictions
+    verified = predict(dataset, replace(spec, verify_data=True), artifacts)
+
+    assert trusted.errors[2] == ""  # size and mtime alone cannot see this change
+    assert verified.computed == 1 and verified.predictions.errors[2].startswith(f"{changed}: not a JPEG")
+    assert same_predictions(verified.predictions, predict(dataset, spec, tmp_path / "fresh").predictions)
+
+
+@pytest.mark.parametrize("decode_cache", [True, False])
+def test_a_transient_read_error_is_not_cached(small_root, spec, tmp_path, monkeypatch, decode_cache):
+    spec = replace(spec, decode_cache=decode_cache)
+    locked = image_files(small_root)[3]
+    real_read_bytes = Path.read_bytes
+
+    def denied(path):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_bytes(path)
+
+    dataset = load_dataset(small_root)
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "read_bytes", denied)
+        first = predict(dataset, spec, tmp_path / "artifacts").predictions
+    again = predict(dataset, spec, tmp_path / "artifacts")
+
+    assert first.errors[3] == f"{locked}: cannot read the file (Permission denied)"
+    assert again.computed == 1 and again.predictions.errors[3] == ""
+    assert same_predictions(again.predictions, predict(dataset, spec, tmp_path / "fresh").predictions)
+
+
+def test_links_leaving_the_dataset_are_refused_unread(small_root, spec, tmp_path, decodes):
+    outside_jpeg, outside_text = tmp_path / "outside.JPEG", tmp_path / "secret.txt"
+    outside_jpeg.write_bytes(image_files(small_root)[0].read_bytes())
+    outside_text.write_text("SECRET first line\n")
+    files = image_files(small_root)
+    for link, target in ((files[1], outside_jpeg), (files[2], outside_text)):
+        link.unlink()
+        link.symlink_to(target)
+    files[3].unlink()
+    files[3].symlink_to(files[4])  # a link inside the dataset is an ordinary image
+
+    run = predict(load_dataset(small_root), spec, tmp_path / "artifacts").predictions
+
+    for row, target in ((1, outside_jpeg), (2, outside_text)):
+        assert run.errors[row] == (f"{files[row]}: symbolic link to {target}, outside the dataset directory "
+                                   f"{small_root}; refused unread")
+    assert "SECRET" not in "".join(run.errors)
+    assert str(files[1]) not in decodes and str(files[2]) not in decodes and run.errors[3] == ""
+
+
+def test_corrupt_jpeg_data_is_a_failed_image_with_the_decoders_message(tmp_path, spec):
+    from test_decode import zero_scan_block
+    from imagenet_factory import real_imagenet_dir
+
+    root = tmp_path / "imagenet"
+    make_imagenet(root, n_images=4)
+    real = load_dataset(real_imagenet_dir())
+    damaged = image_files(root)[1]
+    damaged.write_bytes(zero_scan_block(real.image_path(real.image_ids[0]).read_bytes()))
+
+    run = predict(load_dataset(root), spec, tmp_path / "artifacts").predictions
+
+    assert run.errors[1].startswith(f"{damaged}: damaged JPEG data (libjpeg: Corrupt JPEG data")
+    assert (run.errors != "").sum() == 1
