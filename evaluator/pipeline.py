@@ -270,9 +270,8 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk: _Chunk,
     n = len(chunk.paths)
     arrays, errors, chunk_stamps = [None] * n, [""] * n, stamps.empty(n)
     for i in np.flatnonzero(chunk.wanted):
-        image, errors[i], chunk_stamps[i] = _load_image(chunk, i, spec)
-        if image is not None:
-            arrays[i] = preprocess(image, spec.recipe, spec.tta, size=size)
+        arrays[i], errors[i], chunk_stamps[i] = _load_image(
+            chunk, i, spec, "RGB", lambda image: preprocess(image, spec.recipe, spec.tta, size=size))
     done = next((a for a in arrays if a is not None), None)
     if done is None:
         return None, None, errors, chunk_stamps
@@ -280,8 +279,10 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk: _Chunk,
     return inputs, lambda batch: batch, errors, chunk_stamps
 
 
-def _load_image(chunk: _Chunk, i: int, spec: RunSpec, channels: str = "RGB") -> tuple[np.ndarray | None, str, tuple]:
-    """One image of a chunk decoded: (pixels or None, error or '', its stamp). The stamp hashes the bytes read; an
+def _load_image(chunk: _Chunk, i: int, spec: RunSpec, channels: str,
+                transform: Callable) -> tuple[np.ndarray | None, str, tuple]:
+    """One image of a chunk decoded and transformed: (result or None, error or '', its stamp); an image the transform
+    refuses (an extreme aspect ratio) is a failed image like a damaged one. The stamp hashes the bytes read; an
     unreadable image gets the INVALID stamp, so its failure is never served from a cache. A refused link is not read:
     its stamp is the link's own, and recreating the link invalidates it."""
     from .decode import read_image_bytes
@@ -295,9 +296,13 @@ def _load_image(chunk: _Chunk, i: int, spec: RunSpec, channels: str = "RGB") -> 
         return None, str(exc), stamps.INVALID
     stamp = (*chunk.listed[i].tolist(), *stamps.digest(data))
     try:
-        return _decode(path, data, spec, channels), "", stamp
+        image = _decode(path, data, spec, channels)
     except ImageDecodeError as exc:
         return None, str(exc), stamps.INVALID if exc.transient else stamp
+    try:
+        return transform(image), "", stamp
+    except ImageDecodeError as exc:
+        return None, f"{path}: {exc}", stamp
 
 
 def _decode(path: Path, data: bytes, spec: RunSpec, channels: str) -> np.ndarray:
@@ -337,11 +342,12 @@ def _cached_geometry(config: _WorkerConfig, chunk: _Chunk,
     spec = config.spec
     bgr = np.zeros((len(redo), size, size, 3), dtype=np.uint8)
     for j, i in enumerate(redo):
-        image, errors[i], cached_stamps[i] = _load_image(chunk, i, spec, channels="BGR")
+        # cropping and resizing treat the channels alike, so they run in OpenCV's BGR and the images are swapped to
+        # RGB once, at model size
+        image, errors[i], cached_stamps[i] = _load_image(
+            chunk, i, spec, "BGR", lambda image: geometry(image, spec.recipe, spec.tta, size=size))
         if image is not None:
-            # cropping and resizing treat the channels alike, so they run in OpenCV's BGR and the images are
-            # swapped to RGB once, at model size
-            bgr[j] = geometry(image, spec.recipe, spec.tta, size=size)
+            bgr[j] = image
     images = images.copy() if not images.flags.writeable else images
     images[redo] = bgr[..., ::-1]
     if len(redo) < n:  # an entry being rewritten: remove it first, so old pixels never pair with new stamps

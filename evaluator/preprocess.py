@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from evaluator.errors import RecipeError, did_you_mean
+from evaluator.errors import ImageDecodeError, RecipeError, did_you_mean
 
 if TYPE_CHECKING:
     from evaluator.runtimes.base import TensorSpec
@@ -37,6 +37,9 @@ TTA_MODES = ("none", "keep-aspect", "1-crop")
 _NONE_GEOMETRIES = ("stretch", "letterbox")
 _CROP_GEOMETRIES = ("short-side", "central-fraction")
 _RESIZES = ("cv2-bilinear", "pil-bilinear-antialias")
+# Largest image a recipe may create on the way to the model's input (4096 x 4096): a short-side resize of a 1x40000
+# image would otherwise make a 10,240,000 x 256 one.
+MAX_INTERMEDIATE_PIXELS = 1 << 24
 _COLOURS = ("RGB", "BGR")
 _LAYOUTS = ("NCHW", "NHWC")
 _QUANTIZES = ("from-model", "raw-uint8")
@@ -301,11 +304,20 @@ def _letterbox_resize(image: np.ndarray, size: int, method: str) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
+    check_intermediate_size(image.shape, width, height)
     if method == "cv2-bilinear":
         return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_LINEAR)
     from PIL import Image  # only the ONNX zoo recipe resizes with Pillow
 
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def check_intermediate_size(shape: tuple[int, ...], width: int, height: int) -> None:
+    """ImageDecodeError (recorded per image, as damaged) when resizing an image of `shape` to width x height would
+    create an empty image or one above MAX_INTERMEDIATE_PIXELS."""
+    if width < 1 or height < 1 or width * height > MAX_INTERMEDIATE_PIXELS:
+        raise ImageDecodeError(f"a {shape[1]}x{shape[0]} image would be resized to {width}x{height} on the way to "
+                               f"the model input (limit: 1 to {MAX_INTERMEDIATE_PIXELS:,} pixels); extreme aspect ratio")
 
 
 # --- values -------------------------------------------------------------------------------------------------------

@@ -381,3 +381,22 @@ def test_corrupt_jpeg_data_is_a_failed_image_with_the_decoders_message(tmp_path,
 
     assert run.errors[1].startswith(f"{damaged}: damaged JPEG data (libjpeg: Corrupt JPEG data")
     assert (run.errors != "").sum() == 1
+
+
+@pytest.mark.parametrize("width, height", [(1, 40000), (40000, 1), (1, 3000)])
+@pytest.mark.parametrize("decode_cache", [True, False])
+def test_an_extreme_aspect_ratio_is_a_failed_image_not_a_crash(tmp_path, spec, width, height, decode_cache):
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    make_imagenet(root, n_images=4)
+    extreme = image_files(root)[2]
+    Image.new("RGB", (width, height), (200, 30, 30)).save(extreme, "PNG")  # a PNG named .JPEG: tiny on disk
+
+    model = replace(MODEL, input_shape=(None, 224, 224, 3)).save(tmp_path / "model224.fake.json")
+    spec = replace(spec, model_path=model, decode_cache=decode_cache)
+
+    run = predict(load_dataset(root), spec, tmp_path / "artifacts").predictions
+
+    assert run.errors[2].startswith(f"{extreme}: a {width}x{height} image would be resized to ")
+    assert "extreme aspect ratio" in run.errors[2] and (run.errors != "").sum() == 1
