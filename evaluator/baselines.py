@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BaselinesError, did_you_mean, shown
+from .errors import BaselinesError, clipped, did_you_mean, shown
 from .locations import REPO_ROOT, is_plain_name
 from .metrics import band as band_half_width
 from .models import ModelEntry, check_keys, key_name, parse_models
@@ -113,7 +113,7 @@ def load_baselines(path: str | Path = DEFAULT_BASELINES) -> Baselines:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise BaselinesError(f"{path}: cannot read the file ({shown(str(exc), 200)})") from None
+        raise BaselinesError(f"{path}: cannot read the file ({clipped(str(exc), 200)})") from None
     try:
         # The safe loader builds plain types only: a tag such as !!python/object is refused, never constructed.
         from ruamel.yaml import YAML
@@ -168,7 +168,17 @@ def _yaml_error(path: Path, exc: Exception) -> BaselinesError:
     where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
     if "constructor for the tag" in problem:
         problem += " (only plain YAML values are accepted; tags such as !!python/object are refused)"
-    return BaselinesError(f"{where}: not valid YAML: {shown(problem, 200)}")
+    return BaselinesError(f"{where}: not valid YAML: {clipped(problem, 300)}")
+
+
+def update_lock_path(path: Path) -> Path:
+    """The lock that serialises updates of one baselines file: in the temporary directory, keyed by the file's
+    resolved path, so no lock file is left beside baselines.yaml in the repository."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"evaluator-baselines-{key}"
 
 
 def _kind(value) -> str:
@@ -318,7 +328,7 @@ def _check_case_keys(entry: dict, where: str, known: _Known, problems: list[str]
     _check_accuracy(entry.get("top1"), f"{where}.top1", problems)
     _check_accuracy(entry.get("top5"), f"{where}.top5", problems, allow_null=True)
     top1, top5 = entry.get("top1"), entry.get("top5")
-    if _is_number(top1) and _is_number(top5) and 0 <= top5 < top1:
+    if isinstance(top1, float) and isinstance(top5, float) and top5 < top1:
         problems.append(f"{where}: top5 {top5} is below top1 {top1}")
     return usable and len(problems) == before
 
@@ -542,7 +552,7 @@ def update_measured(path: str | Path, records: list[MeasuredRecord], today: str 
     path = Path(path)
     today = today or _dt.date.today().isoformat()
     changes = []
-    with file_lock(path):
+    with file_lock(update_lock_path(path)):
         yaml = _yaml()
         data = yaml.load(path.read_text(encoding="utf-8"))
         if not data.get("measured"):

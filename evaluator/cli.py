@@ -174,7 +174,7 @@ def _dataset(args):
 
 def _run_spec(args):
     from .evaluate import catalogue_spec, check_runtime, resolve_runtime
-    from .locations import default_models_dir
+    from .locations import default_artifacts_dir, default_models_dir
     from .pipeline import RunSpec
     from .preprocess import TTA_MODES, get_recipe
     from .errors import RecipeError, did_you_mean
@@ -194,7 +194,8 @@ def _run_spec(args):
                        runtime=resolve_runtime(args.runtime, fmt), **knobs)
     elif args.model:
         spec = catalogue_spec(_baselines(args), args.model, args.precision, args.tta, args.runtime,
-                              args.models_dir or default_models_dir(), **knobs)
+                              args.models_dir or default_models_dir(),
+                              hash_cache_dir=args.artifacts_dir or default_artifacts_dir(), **knobs)
         if args.recipe:
             from dataclasses import replace
 
@@ -252,7 +253,7 @@ def _stored_run_dir(args, dataset) -> Path:
     from .pipeline import artifact_key, inspect_model
 
     spec = _run_spec(args)
-    key = artifact_key(spec, inspect_model(spec), dataset)
+    key = artifact_key(spec, inspect_model(spec, args.artifacts_dir or default_artifacts_dir()), dataset)
     directory = (args.artifacts_dir or default_artifacts_dir()) / "predictions" / \
         f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
     if not (directory / "meta.json").is_file():
@@ -285,12 +286,12 @@ def _load_any_predictions(path: Path, dataset):
 
 def cmd_fetch(args) -> int:
     from .errors import FetchError
-    from .fetch import fetch_model
-    from .locations import default_models_dir
+    from .fetch import FETCH_LOCK_FILE, fetch_model
+    from .locations import default_models_dir, inside
 
     baselines = _baselines(args)
     models_dir = args.models_dir or default_models_dir()
-    lock = models_dir / "models.lock.json"
+    lock = models_dir / FETCH_LOCK_FILE
     failures = []
     for name in [args.model] if args.model else list(baselines.models):
         entry = baselines.model(name)
@@ -304,7 +305,8 @@ def cmd_fetch(args) -> int:
                 urls.append((model_file.url.rsplit("/", 1)[0] + "/" + model_file.prototxt, model_file.prototxt, None))
             for url, file, sha256 in urls:
                 try:
-                    print(f"{name} {precision}: {fetch_model(url, models_dir / file, sha256, lock_file=lock)}")
+                    dest = inside(models_dir, models_dir / file)  # names are plain (validated); links are not
+                    print(f"{name} {precision}: {fetch_model(url, dest, sha256, lock_file=lock)}")
                 except FetchError as exc:  # one unreachable file does not stop the others
                     failures.append(str(exc))
                     print(f"{name} {precision}: {exc}", file=sys.stderr)

@@ -45,6 +45,11 @@ class FetchError(EvaluatorError):
     """A model download failed or its sha256 does not match."""
 
 
+def clipped(text: str, limit: int) -> str:
+    """The text, or its first limit - 3 characters and '...'."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def shown(value, limit: int = 60) -> str:
     """A short prefix of a value's repr for messages: bounded work and length whatever the value (an expanded YAML
     alias bomb or a megabyte string never reaches a message)."""
@@ -53,8 +58,7 @@ def shown(value, limit: int = 60) -> str:
     short = reprlib.Repr()
     short.maxlevel, short.maxlist, short.maxdict, short.maxtuple, short.maxset = 2, 4, 4, 4, 4
     short.maxstring = short.maxother = short.maxlong = limit
-    text = short.repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return clipped(short.repr(value), limit)
 
 
 def did_you_mean(kind: str, name: str, choices) -> str:

@@ -12,6 +12,7 @@ from .baselines import Baselines, Case, Choice, Judgement, case_verdict, choose_
 from .dataset import Dataset
 from .errors import EvaluatorError, RuntimeUnavailable, did_you_mean
 from .metrics import PairedComparison, accuracy, largest_class_changes, paired_compare, topk_hits, wilson_interval
+from .fetch import FETCH_LOCK_FILE
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
 from .preprocess import get_recipe
@@ -61,16 +62,42 @@ def resolve_runtime(name: str, model_format: str) -> str:
 
 
 def catalogue_spec(baselines: Baselines, model: str, precision: str | None, tta: str, runtime: str,
-                   models_dir: Path, **knobs) -> RunSpec:
-    """RunSpec of a catalogue model; ModelFileMissing (with URL and fetch command) when its file is absent."""
+                   models_dir: Path, hash_cache_dir: Path | None = None, **knobs) -> RunSpec:
+    """RunSpec of a catalogue model; ModelFileMissing (with URL and fetch command) when its file is absent, ModelError
+    when it is not the catalogued file (see check_pinned_sha256)."""
     entry = baselines.model(model)
     precision = precision or next(iter(entry.files))
     model_file = entry.file_for(precision)
     path = locate_model_file(model_file, models_dir)
     if path is None:
         raise ModelFileMissing(missing_model_message(entry, precision, models_dir))
+    pin = f"{baselines.path} (models.{model}.files.{precision}.sha256)"
+    check_pinned_sha256(path, model_file.sha256, pin, Path(models_dir) / FETCH_LOCK_FILE, hash_cache_dir)
     return RunSpec(model_path=path, recipe=get_recipe(model_file.recipe), tta=tta,
                    runtime=resolve_runtime(runtime, entry.format), **knobs)
+
+
+def check_pinned_sha256(path: Path, catalogue_sha256: str | None, pin: str, lock_file: Path,
+                        hash_cache_dir: Path | None) -> None:
+    """ModelError, one line naming both hashes, when the file's sha256 differs from the catalogue's or, where the
+    catalogue has none, from the one the first fetch recorded in the lock file. A file pinned nowhere is not checked
+    (README: "Pinning model files")."""
+    from .errors import FetchError, ModelError
+    from .fetch import recorded_sha256
+    from .model_hash import file_sha256
+
+    expected, where = catalogue_sha256, pin
+    if expected is None:
+        try:
+            expected, where = recorded_sha256(lock_file, path.name), str(lock_file)
+        except (FetchError, EvaluatorError) as exc:
+            raise ModelError(f"cannot check {path}: {exc}") from None
+    if expected is None:
+        return
+    actual = file_sha256(path, hash_cache_dir)
+    if actual != expected:
+        raise ModelError(f"{path}: sha256 {actual} differs from {expected} pinned in {where}; this is not the "
+                         "catalogued model (fetch it again, or correct the pin if the model changed on purpose)")
 
 
 def check_runtime(runtime: str) -> None:
@@ -111,7 +138,8 @@ def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir
                   *, recompute: bool = False, **knobs) -> CaseOutcome:
     """Run (or reuse) one case's predictions and judge them with the pass/fail rule."""
     check_runtime(case.runtime)
-    spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir, **knobs)
+    spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir,
+                          hash_cache_dir=artifacts_dir, **knobs)
     run = predict(dataset, spec, artifacts_dir, recompute=recompute)
     scores = score(run.predictions)
     choice = choose_expected(baselines, case, dataset.fingerprint)

@@ -33,10 +33,15 @@ def is_plain_name(value) -> bool:
 
 
 def inside(directory: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """`path` when, symbolic links resolved, it lies inside `directory`; ValueError naming both otherwise.
+    """`path` when, symbolic links resolved, it lies inside `directory`; EvaluatorError naming both otherwise.
 
     Every write whose name comes from the catalogue or the command line goes through this first."""
-    base, target = Path(directory).resolve(), Path(path).resolve()
+    from .errors import EvaluatorError
+
+    try:
+        base, target = Path(directory).resolve(), Path(path).resolve()
+    except (OSError, ValueError) as exc:  # a NUL, a loop of links
+        raise EvaluatorError(f"{path}: not a usable path ({exc})") from None
     if target != base and base not in target.parents:
-        raise ValueError(f"{path} resolves to {target}, outside {base}")
+        raise EvaluatorError(f"refusing to write {path}: it resolves to {target}, outside {base}")
     return Path(path)

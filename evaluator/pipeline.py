@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,8 @@ from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic
 from .dataset import Dataset
 from .decode_cache import CACHE_DIR, mark_used
 from .errors import ArtifactError, ImageDecodeError, ModelError
+from .locations import inside
+from .model_hash import file_sha256
 from .preprocess import Recipe
 
 log = logging.getLogger(__name__)
@@ -80,22 +81,6 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-_SHA_CACHE: dict[tuple, str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised per (path, size, mtime) so a session hashes each model once."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
-
-
 # --- model inspection (parent process, before any image is touched) ------------------------------------------
 
 
@@ -107,8 +92,12 @@ class ModelInfo:
     n_outputs: int
 
 
-def inspect_model(spec: RunSpec) -> ModelInfo:
-    """Open the model once to validate it against the recipe; ModelError names the file and the mismatch."""
+def inspect_model(spec: RunSpec, hash_cache_dir: Path | None = None) -> ModelInfo:
+    """Open the model once to validate it against the recipe; ModelError names the file and the mismatch.
+
+    Args:
+        hash_cache_dir: the artifacts directory, where the model's sha256 is remembered per file version.
+    """
     path = Path(spec.model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
@@ -124,7 +113,7 @@ def inspect_model(spec: RunSpec) -> ModelInfo:
         runtime.close()
         raise
     _idle_runtimes.give_back(key, [runtime])  # the run's first worker takes it
-    return ModelInfo(file_sha256(path), runtime.version, size, n_outputs)
+    return ModelInfo(file_sha256(path, hash_cache_dir), runtime.version, size, n_outputs)
 
 
 class _IdleRuntimes:
@@ -422,9 +411,10 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
             progress: bool | None = None) -> RunResult:
     """Predict every image of the dataset, reusing a finished artifact or the finished chunks of an interrupted run;
     an image whose file changed since its prediction (size or mtime; content with verify_data) is predicted again."""
-    info = inspect_model(spec)
+    info = inspect_model(spec, artifacts_dir)
     key = artifact_key(spec, info, dataset)
-    directory = Path(artifacts_dir) / "predictions" / f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
+    predictions_dir = Path(artifacts_dir) / "predictions"
+    directory = inside(predictions_dir, predictions_dir / f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}")
     store = PredictionStore(directory)
     with file_lock(directory):  # a second process evaluating the same case waits here, then reuses
         if recompute:

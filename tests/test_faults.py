@@ -401,7 +401,7 @@ def test_pytest_with_a_malformed_baselines_file_stops_with_a_usage_error(pyteste
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     stderr = result.stderr.str()
-    assert f"ERROR: {broken}: 1 problem(s):\n  documented[0].top1: 50 must be an accuracy fraction in [0, 1]" in stderr
+    assert f"ERROR: {broken}: documented[0].top1: 50 must be an accuracy fraction in [0, 1]\n" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "artifacts").exists()
 
 
