@@ -136,6 +136,22 @@ def _atomic_write(path: str | os.PathLike, write: Callable, durable: bool = True
                 os.unlink(tmp_name)
 
 
+def replace_directory(source: Path, target: Path) -> None:
+    """Put the finished directory `source` in the place of `target`: target is renamed aside, source renamed into
+    place, then the old one removed. Until the first rename the old target is complete and untouched."""
+    source, target = Path(source), Path(target)
+    old = target.with_name(target.name + ".old")
+    try:
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(source, target)
+        fsync_directory(target.parent)
+    except OSError as exc:
+        raise ArtifactError(f"cannot move {source} to {target}: {exc.strerror or exc}") from exc
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Replace `path` with UTF-8 `text` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))

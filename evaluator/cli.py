@@ -20,6 +20,13 @@ EPILOG_ACCURACY = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (and exit code 2), like every other error of the command line."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
@@ -75,7 +82,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser with one subcommand per stage."""
-    parser = argparse.ArgumentParser(prog="python -m evaluator", description=__doc__)
+    parser = _Parser(prog="python -m evaluator", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
@@ -116,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("baseline", type=Path, help="predictions artifact directory, predictions.csv or a .csv.gz record")
     p.add_argument("candidate", type=Path, help="the same, for the run compared with the baseline")
     p.add_argument("--imagenet-dir", type=Path, help="only for class names in the output")
-    p.add_argument("--classes", type=int, default=10, help="how many most-changed classes to list")
+    p.add_argument("--classes", type=_positive_int, default=10, help="how many most-changed classes to list")
 
     p = sub.add_parser("validate", help="check baselines.yaml and the ImageNet directory before a long run",
                        epilog="examples:\n  python -m evaluator validate --imagenet-dir ../shared/fixtures/imagenet",
@@ -152,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished chunks are kept; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path the system refuses (a 5,000-character name, a full disk) outside our checks
+        if args.debug:
+            raise
+        from .errors import clipped
+
+        where = f"{clipped(str(exc.filename), 200)}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 # --- commands ---------------------------------------------------------------------------------------------
@@ -208,7 +223,7 @@ def _run_spec(args):
 
 def cmd_predict(args) -> int:
     from .artifacts import write_prediction_texts
-    from .evaluate import score
+    from .evaluate import failed_image_lines, score
     from .locations import default_artifacts_dir
     from .pipeline import predict
 
@@ -225,12 +240,14 @@ def cmd_predict(args) -> int:
         print(f"per-image text files: {args.write_texts}")
     for line in score(run.predictions).lines(dataset.n_listed):
         print(line)
+    for line in failed_image_lines(run.predictions, run.artifact_dir / "predictions.csv"):
+        print(line)
     return 0
 
 
 def cmd_accuracy(args) -> int:
     from .artifacts import PredictionStore, atomic_write_text
-    from .evaluate import score
+    from .evaluate import failed_image_lines, score
 
     dataset = _dataset(args)
     if args.predictions:
@@ -239,6 +256,8 @@ def cmd_accuracy(args) -> int:
         run_dir = _stored_run_dir(args, dataset)
         predictions, where = PredictionStore(run_dir).load(), run_dir
     lines = score(predictions).lines(dataset.n_listed)
+    table = Path(where) / "predictions.csv" if Path(where).is_dir() else where
+    lines += failed_image_lines(predictions, table)
     for line in lines:
         print(line)
     output = args.output or (Path(where) / "results.txt")
@@ -351,7 +370,16 @@ def cmd_report(args) -> int:
     results_path = args.results or default_artifacts_dir() / "report" / "results.json"
     if not results_path.is_file():
         raise EvaluatorError(f"{results_path} not found: run the regression cases first (`python -m pytest -m regression`)")
-    results = [CaseResult(**row) for row in read_json(results_path)]
+    rows = read_json(results_path)
+    try:
+        if not isinstance(rows, list):
+            raise TypeError(f"expected a JSON list of cases, found a {type(rows).__name__}")
+        results = [CaseResult(**row) for row in rows]
+    except (TypeError, ValueError) as exc:
+        from .errors import clipped
+
+        raise EvaluatorError(f"{results_path}: not a results file written by pytest ({clipped(str(exc), 200)}); "
+                             "run the regression cases again") from None
     out = args.out or results_path.parent
     atomic_write_text(out / "report.md", markdown_report(results))
     plot_results(results, out / "accuracy.png")

@@ -50,6 +50,17 @@ def score(predictions: Predictions) -> Scores:
                   top5=accuracy(top5_hits), top1_interval=wilson_interval(k1, n), top5_interval=wilson_interval(k5, n))
 
 
+def failed_image_lines(predictions: Predictions, full_list, shown: int = 10) -> list[str]:
+    """The first `shown` failed images with their reasons, and where the full list is; [] when none failed."""
+    failed = np.flatnonzero(predictions.errors != "")
+    if not len(failed):
+        return []
+    lines = [f"failed images ({len(failed)}; the first {min(shown, len(failed))}):"]
+    lines += [f"  {predictions.image_ids[i]}: {predictions.errors[i]}" for i in failed[:shown]]
+    lines.append(f"every failed image and its reason: the error column of {full_list}")
+    return lines
+
+
 def resolve_runtime(name: str, model_format: str) -> str:
     """'auto' picks ailia where it is installed and licensed, else ONNX Runtime or LiteRT by file format."""
     from .models import FORMAT_RUNTIMES

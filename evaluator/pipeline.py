@@ -29,7 +29,7 @@ import numpy as np
 from . import __version__
 from . import stamps
 from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic_write_bytes, cache_key, file_lock,
-                         read_array_exactly, read_json)
+                         read_array_exactly, read_json, replace_directory)
 from .dataset import Dataset
 from .decode_cache import CACHE_DIR, mark_used
 from .errors import ArtifactError, ImageDecodeError, ModelError
@@ -105,7 +105,7 @@ def inspect_model(spec: RunSpec, hash_cache_dir: Path | None = None) -> ModelInf
     runtime = _idle_runtimes.take(key, spec)
     try:
         size = _input_size(runtime.input_spec.shape, spec.recipe, path)
-        n_outputs = int(runtime.output_spec.shape[-1])
+        n_outputs = _output_classes(runtime, size, path)
         if n_outputs - spec.recipe.class_offset != 1000:
             raise ModelError(f"{path}: model has {n_outputs} outputs but recipe {spec.recipe.name} expects "
                              f"{1000 + spec.recipe.class_offset} (class offset {spec.recipe.class_offset})")
@@ -114,6 +114,21 @@ def inspect_model(spec: RunSpec, hash_cache_dir: Path | None = None) -> ModelInf
         raise
     _idle_runtimes.give_back(key, [runtime])  # the run's first worker takes it
     return ModelInfo(file_sha256(path, hash_cache_dir), runtime.version, size, n_outputs)
+
+
+def _output_classes(runtime, size: int, path: Path) -> int:
+    """The model's class count: declared in its output shape, or (a symbolic shape such as ['N', 'K']) learnt from
+    the output of one real batch."""
+    from .runtimes.base import check_output_shape
+
+    declared = runtime.output_spec.shape[-1] if runtime.output_spec.shape else None
+    if isinstance(declared, int) and declared > 0:
+        return declared
+    input_spec = runtime.input_spec
+    shape = [input_spec.shape[0] or 1, *(d if isinstance(d, int) and d > 0 else size for d in input_spec.shape[1:])]
+    scores = np.asarray(runtime.run(np.zeros(shape, dtype=input_spec.dtype)))
+    check_output_shape(path, scores.shape)
+    return int(scores.shape[-1])
 
 
 class _IdleRuntimes:
@@ -415,31 +430,33 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
     key = artifact_key(spec, info, dataset)
     predictions_dir = Path(artifacts_dir) / "predictions"
     directory = inside(predictions_dir, predictions_dir / f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}")
-    store = PredictionStore(directory)
+    # --recompute predicts into a sibling directory and swaps it in once finished: until then (a full disk, Ctrl-C)
+    # the old artifact stays as it was, and the same command resumes the recomputation
+    store = PredictionStore(directory.with_name(directory.name + ".recompute") if recompute else directory)
     with file_lock(directory):  # a second process evaluating the same case waits here, then reuses
-        if recompute:
-            store.clear()
         digests = None
         if spec.verify_data:
             digests = stamps.file_digests(dataset.image_files(), [bool(r) for r in dataset.refusals],
                                           spec.workers or available_cores())
         existing, changed = _changed_images(store, dataset, digests)
-        if existing is not None and not changed:
-            return RunResult(existing, store.meta(), reused=len(dataset.image_ids), computed=0,
-                             artifact_dir=directory)
-        if changed:
-            log.warning("%d image(s) changed since they were predicted (e.g. %s); predicting them again",
-                        len(changed), changed[0])
-            store.drop(changed)
-        started = time.monotonic()
-        chunks = _chunks(dataset, spec.chunk_size, digests, store.done_ids())
-        todo = sum(int(chunk.wanted.sum()) for chunk in chunks)
-        reused = len(dataset.image_ids) - todo
-        config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
-        _run_chunks(config, chunks, store, _Progress(todo, progress, reused))
-        meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused)
-        predictions = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
-        return RunResult(predictions, store.meta(), reused=reused, computed=todo, artifact_dir=directory)
+        todo = 0
+        if existing is None or changed:
+            if changed:
+                log.warning("%d image(s) changed since they were predicted (e.g. %s); predicting them again",
+                            len(changed), changed[0])
+                store.drop(changed)
+            started = time.monotonic()
+            chunks = _chunks(dataset, spec.chunk_size, digests, store.done_ids())
+            todo = sum(int(chunk.wanted.sum()) for chunk in chunks)
+            config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
+            _run_chunks(config, chunks, store, _Progress(todo, progress, len(dataset.image_ids) - todo))
+            meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started,
+                         reused=len(dataset.image_ids) - todo)
+            existing = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
+        if recompute:
+            replace_directory(store.directory, directory)
+        return RunResult(existing, PredictionStore(directory).meta(), reused=len(dataset.image_ids) - todo,
+                         computed=todo, artifact_dir=directory)
 
 
 def _changed_images(store: PredictionStore, dataset: Dataset,

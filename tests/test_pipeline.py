@@ -400,3 +400,20 @@ def test_an_extreme_aspect_ratio_is_a_failed_image_not_a_crash(tmp_path, spec, w
 
     assert run.errors[2].startswith(f"{extreme}: a {width}x{height} image would be resized to ")
     assert "extreme aspect ratio" in run.errors[2] and (run.errors != "").sum() == 1
+
+
+def test_a_symbolic_output_shape_learns_the_class_count_from_one_batch(tmp_path, small_root):
+    import onnx
+    from test_runtimes import make_onnx
+
+    model_path = tmp_path / "symbolic.onnx"
+    make_onnx(model_path)
+    model = onnx.load(str(model_path))
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "K"  # output ['N', 'K']
+    onnx.save(model, str(model_path))
+    spec = RunSpec(model_path, get_recipe("resnet50_pytorch"), "none", "onnxruntime", decode_cache=False)
+
+    info = pipeline.inspect_model(spec)
+    run = predict(load_dataset(small_root), spec, tmp_path / "artifacts").predictions
+
+    assert info.n_outputs == 1000 and (run.errors == "").all() and (run.top5_ids >= 0).all()
