@@ -344,7 +344,8 @@ def _parse_entries(raw: list, section: str, known: _Known, problems: list[str]):
         name = entry.get("source")
         source = known.sources.get(name) if isinstance(name, str) else None
         if source is None:
-            if not known.all_sources and name not in known.broken_sources:  # those were reported under sources
+            if not known.all_sources and not (isinstance(name, str) and name in known.broken_sources):
+                # (a broken source was reported under sources)
                 problems.append(f"{where}.source: " + did_you_mean("source", name, known.sources))
             continue
         if source.get("kind") != section:
