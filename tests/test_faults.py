@@ -638,3 +638,19 @@ def test_an_overlong_path_component_is_one_line(tmp_path, capsys):
     code, _, err = cli(capsys, ["validate", "--imagenet-dir", str(root)])
 
     assert code == 2 and err.count("\n") == 1 and len(err) < 400 and "File name too long" in err
+
+
+def test_verify_data_on_the_command_line_catches_a_change_that_kept_size_and_mtime(tmp_path, capsys):
+    root, image_dir = imagenet(tmp_path, n_images=5)
+    model = fake_model(tmp_path / "tiny.fake.json")
+    assert cli(capsys, predict_args(root, model, tmp_path / "artifacts"))[0] == 0
+    changed = image_file(image_dir, 3)
+    stat = changed.stat()
+    changed.write_bytes(bytes(stat.st_size))
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    trusted = cli(capsys, predict_args(root, model, tmp_path / "artifacts"))[1]
+    code, verified, _ = cli(capsys, predict_args(root, model, tmp_path / "artifacts", "--verify-data"))
+
+    assert "failed images" not in trusted and code == 0
+    assert f"  {image_id(3)}: {changed}: not a JPEG, PNG or BMP image" in verified
