@@ -406,10 +406,15 @@ def test_a_symbolic_output_shape_learns_the_class_count_from_one_batch(tmp_path,
     import onnx
     from test_runtimes import make_onnx
 
+    from onnx import helper
+
     model_path = tmp_path / "symbolic.onnx"
     make_onnx(model_path)
     model = onnx.load(str(model_path))
-    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "K"  # output ['N', 'K']
+    # Y = Reshape(Y0, Shape(Y0)): the class count cannot be inferred from the graph, so ['N', 'K'] stays symbolic
+    model.graph.node[-1].output[0] = "Y0"
+    model.graph.node.extend([helper.make_node("Shape", ["Y0"], ["S"]), helper.make_node("Reshape", ["Y0", "S"], ["Y"])])
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "K"
     onnx.save(model, str(model_path))
     spec = RunSpec(model_path, get_recipe("resnet50_pytorch"), "none", "onnxruntime", decode_cache=False)
 
