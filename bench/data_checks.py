@@ -37,7 +37,7 @@ from evaluator.artifacts import PredictionStore  # noqa: E402
 from evaluator.dataset import IMAGE_SUBDIR, load_dataset  # noqa: E402
 from evaluator.decode import decode_image  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
-from evaluator.pipeline import RunSpec, _changed_images, predict  # noqa: E402
+from evaluator.pipeline import RunSpec, changed_images, predict  # noqa: E402
 from evaluator.preprocess import get_recipe  # noqa: E402
 
 MODEL = "mobilenet_v1_0.25_128_quant.tflite"
@@ -101,7 +101,7 @@ def pipeline_figures(n_images: int, work: Path) -> None:
     reuse = best(lambda: predict(dataset, spec, artifacts), 3)
     reuse_verify = best(lambda: predict(dataset, replace(spec, verify_data=True), artifacts), 2)
     run_dir = predict(dataset, spec, artifacts).artifact_dir
-    check = best(lambda: _changed_images(PredictionStore(run_dir), dataset, None), 3)
+    check = best(lambda: changed_images(PredictionStore(run_dir), dataset, None), 3)
     load = best(lambda: PredictionStore(run_dir).load(), 3)
     datas = [Path(path).read_bytes() for path in dataset.image_files()]
     hashing = best(lambda: [stamps.digest(data) for data in datas], 2)

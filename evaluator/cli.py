@@ -253,8 +253,14 @@ def cmd_accuracy(args) -> int:
     if args.predictions:
         predictions, where = _load_any_predictions(args.predictions, dataset)
     else:
+        from .pipeline import changed_images
+
         run_dir = _stored_run_dir(args, dataset)
-        predictions, where = PredictionStore(run_dir).load(), run_dir
+        predictions, changed = changed_images(PredictionStore(run_dir), dataset, None)
+        if changed:
+            raise EvaluatorError(f"{len(changed)} image(s) changed since {run_dir} was predicted (e.g. {changed[0]}); "
+                                 "run `python -m evaluator predict` with the same options to predict them again")
+        where = run_dir
     lines = score(predictions).lines(dataset.n_listed)
     table = Path(where) / "predictions.csv" if Path(where).is_dir() else where
     lines += failed_image_lines(predictions, table)

@@ -438,7 +438,7 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         if spec.verify_data:
             digests = stamps.file_digests(dataset.image_files(), [bool(r) for r in dataset.refusals],
                                           spec.workers or available_cores())
-        existing, changed = _changed_images(store, dataset, digests)
+        existing, changed = changed_images(store, dataset, digests)
         todo = 0
         if existing is None or changed:
             if changed:
@@ -459,7 +459,7 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
                          computed=todo, artifact_dir=directory)
 
 
-def _changed_images(store: PredictionStore, dataset: Dataset,
+def changed_images(store: PredictionStore, dataset: Dataset,
                     digests: np.ndarray | None) -> tuple[Predictions | None, list[str]]:
     """The finished table (None if unfinished) and the ids of stored rows whose image changed since."""
     existing = store.load() if store.is_complete() else None

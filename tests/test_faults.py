@@ -654,3 +654,15 @@ def test_verify_data_on_the_command_line_catches_a_change_that_kept_size_and_mti
 
     assert "failed images" not in trusted and code == 0
     assert f"  {image_id(3)}: {changed}: not a JPEG, PNG or BMP image" in verified
+
+
+def test_accuracy_refuses_stored_predictions_of_changed_images(tmp_path, capsys):
+    root, image_dir = imagenet(tmp_path, n_images=5)
+    model = fake_model(tmp_path / "tiny.fake.json")
+    assert cli(capsys, predict_args(root, model, tmp_path / "artifacts"))[0] == 0
+    write_image(image_file(image_dir, 2), seed=99)
+
+    code, _, err = cli(capsys, ["accuracy", *predict_args(root, model, tmp_path / "artifacts")[1:]])
+
+    assert code == 2 and err.count("\n") == 1
+    assert f"1 image(s) changed since" in err and image_id(2) in err and "python -m evaluator predict" in err
