@@ -6,12 +6,13 @@ PNG); anything else is refused. The header is read first, and an image with more
 end-of-image marker after its last scan and a PNG without its IEND chunk count as truncated and are refused, as are
 empty and unreadable files; the error names the file and the reason. A JPEG whose scan data libjpeg reports as corrupt
 ("Corrupt JPEG data: ...", which libjpeg otherwise only prints while still returning pixels) is refused with that
-message. An error reading the file (permission denied, a file gone) is transient and never cached as a result. Grayscale, CMYK, palette, alpha and 16-bit images
-all become 8-bit RGB: gray is repeated over three channels, alpha is dropped (not blended), 16-bit values are scaled
-down to 8 bits (high byte), not clipped. EXIF orientation is ignored by default, as the ailia ONNX scripts read images
-with IMREAD_UNCHANGED; exif_transpose=True applies it, as the ailia TFLite scripts' IMREAD_COLOR does. Gray and
-colour JPEGs are decoded by libjpeg-turbo through simplejpeg (bit-identical to OpenCV's decoder, which cannot report
-corrupt data), other images by OpenCV; Pillow is the fallback for files OpenCV cannot decode.
+message. An error reading the file (permission denied, a file gone) is transient and never cached as a result.
+Grayscale, CMYK, palette, alpha and 16-bit images all become 8-bit RGB: gray is repeated over three channels, alpha is
+dropped (not blended), 16-bit values are scaled down to 8 bits (high byte), not clipped. EXIF orientation is ignored
+by default, as the ailia ONNX scripts read images with IMREAD_UNCHANGED; exif_transpose=True applies it, as the ailia
+TFLite scripts' IMREAD_COLOR does. Gray and colour JPEGs are decoded by libjpeg-turbo through simplejpeg
+(bit-identical to OpenCV's decoder, which cannot report corrupt data), other images by OpenCV; Pillow is the fallback
+for files OpenCV cannot decode.
 """
 
 from __future__ import annotations

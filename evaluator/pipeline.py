@@ -429,7 +429,8 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
     info = inspect_model(spec, artifacts_dir)
     key = artifact_key(spec, info, dataset)
     predictions_dir = Path(artifacts_dir) / "predictions"
-    directory = inside(predictions_dir, predictions_dir / f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}")
+    run_name = f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
+    directory = inside(predictions_dir, predictions_dir / run_name)
     # --recompute predicts into a sibling directory and swaps it in once finished: until then (a full disk, Ctrl-C)
     # the old artifact stays as it was, and the same command resumes the recomputation
     store = PredictionStore(directory.with_name(directory.name + ".recompute") if recompute else directory)

@@ -317,7 +317,8 @@ def check_intermediate_size(shape: tuple[int, ...], width: int, height: int) -> 
     create an empty image or one above MAX_INTERMEDIATE_PIXELS."""
     if width < 1 or height < 1 or width * height > MAX_INTERMEDIATE_PIXELS:
         raise ImageDecodeError(f"a {shape[1]}x{shape[0]} image would be resized to {width}x{height} on the way to "
-                               f"the model input (limit: 1 to {MAX_INTERMEDIATE_PIXELS:,} pixels); extreme aspect ratio")
+                               f"the model input (limit: 1 to {MAX_INTERMEDIATE_PIXELS:,} pixels); "
+                               "extreme aspect ratio")
 
 
 # --- values -------------------------------------------------------------------------------------------------------

@@ -320,7 +320,7 @@ def test_every_real_image_decodes_to_rgb():
 
 
 def zero_scan_block(data: bytes, n_bytes: int = 4096) -> bytes:
-    """The JPEG with a block of its entropy-coded data zeroed: size and end marker intact, as a damaged disk leaves it."""
+    """The JPEG with a block of its entropy-coded data zeroed: size and end marker intact, as damaged disks leave it."""
     scan = data.index(b"\xff\xda")
     start = scan + (len(data) - scan) // 3
     return data[:start] + bytes(n_bytes) + data[start + n_bytes:]

@@ -593,7 +593,8 @@ def test_recompute_on_a_full_disk_keeps_the_finished_artifact(tmp_path, monkeypa
     assert old.is_complete() and (first.artifact_dir / "predictions.csv").read_bytes() == csv_before
 
     again = predict(dataset, spec, tmp_path / "artifacts", recompute=True)  # resumes the recomputation
-    assert again.artifact_dir == first.artifact_dir and (again.artifact_dir / "predictions.csv").read_bytes() == csv_before
+    assert again.artifact_dir == first.artifact_dir
+    assert (again.artifact_dir / "predictions.csv").read_bytes() == csv_before
     assert sorted(p.name for p in (tmp_path / "artifacts" / "predictions").iterdir()) == \
         sorted([first.artifact_dir.name, first.artifact_dir.name + ".lock"])
 
@@ -608,7 +609,8 @@ def test_predict_names_the_first_ten_failed_images_and_where_the_rest_are(tmp_pa
 
     listed = [line for line in out.splitlines() if line.startswith("  ILSVRC2012_val_")]
     assert code == 0 and "failed images (12; the first 10):" in out and len(listed) == 10
-    assert listed[0] == f"  {image_id(1)}: {image_file(image_dir, 1)}: not a JPEG, PNG or BMP image (starts with b'not an i')"
+    assert listed[0] == (f"  {image_id(1)}: {image_file(image_dir, 1)}: "
+                         "not a JPEG, PNG or BMP image (starts with b'not an i')")
     assert re.search(r"every failed image and its reason: the error column of .*predictions\.csv", out)
     code, out, _ = cli(capsys, ["accuracy", *predict_args(root, model, tmp_path / "artifacts")[1:]])
     assert code == 0 and "failed images (12; the first 10):" in out
