@@ -422,3 +422,7 @@ def test_a_symbolic_output_shape_learns_the_class_count_from_one_batch(tmp_path,
     run = predict(load_dataset(small_root), spec, tmp_path / "artifacts").predictions
 
     assert info.n_outputs == 1000 and (run.errors == "").all() and (run.top5_ids >= 0).all()
+
+
+def test_the_pytest_plugin_offers_verify_data(pytestconfig):
+    assert pytestconfig.getoption("verify_data") is False  # registered by evaluator/plugin.py; off unless asked
