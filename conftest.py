@@ -59,17 +59,10 @@ def pytest_generate_tests(metafunc):
 
 
 def _imagenet_dir(config) -> Path:
-    """--imagenet-dir, $EVALUATOR_IMAGENET_DIR, data/imagenet if present, else the shared fixture slice."""
-    from evaluator.locations import fixtures_dir
+    """--imagenet-dir, else locations.default_imagenet_dir()."""
+    from evaluator.locations import default_imagenet_dir
 
-    option = config.getoption("imagenet_dir")
-    if option:
-        return option
-    if os.environ.get("EVALUATOR_IMAGENET_DIR"):
-        return Path(os.environ["EVALUATOR_IMAGENET_DIR"])
-    local = Path.cwd() / "data" / "imagenet"
-    fixture = fixtures_dir() / "imagenet"
-    return fixture if not local.exists() and fixture.exists() else local
+    return config.getoption("imagenet_dir") or default_imagenet_dir()
 
 
 class Suite:
