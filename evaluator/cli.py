@@ -287,7 +287,7 @@ def cmd_fetch(args) -> int:
     baselines = _baselines(args)
     models_dir = args.models_dir or default_models_dir()
     lock = models_dir / "models.lock.json"
-    failures = []
+    fetched, failures = [], []
     for name in [args.model] if args.model else list(baselines.models):
         entry = baselines.model(name)
         for precision in [args.precision] if args.precision else list(entry.files):
@@ -299,14 +299,38 @@ def cmd_fetch(args) -> int:
             if model_file.prototxt:
                 urls.append((model_file.url.rsplit("/", 1)[0] + "/" + model_file.prototxt, model_file.prototxt, None))
             for url, file, sha256 in urls:
+                progress = _DownloadProgress(f"{name} {precision} {file}")
                 try:
-                    print(f"{name} {precision}: {fetch_model(url, models_dir / file, sha256, lock_file=lock)}")
+                    fetched.append(fetch_model(url, models_dir / file, sha256, lock_file=lock, progress=progress))
+                    print(f"{name} {precision}: {fetched[-1]}")
                 except FetchError as exc:  # one unreachable file does not stop the others
-                    failures.append(str(exc))
+                    failures.append(f"{name} {precision} {file}: {exc}")
                     print(f"{name} {precision}: {exc}", file=sys.stderr)
+                finally:
+                    progress.close()
     if failures:
-        raise EvaluatorError(f"{len(failures)} download(s) failed; the others are in {models_dir}")
+        where = f"; the {len(fetched)} that succeeded are in {models_dir}" if fetched else ""
+        raise EvaluatorError(f"{len(failures)} of {len(failures) + len(fetched)} downloads failed{where}:\n  "
+                             + "\n  ".join(failures))
     return 0
+
+
+class _DownloadProgress:
+    """fetch_model's progress callback shown as bytes, rate and ETA (evaluator.progress)."""
+
+    def __init__(self, desc: str):
+        self.desc, self.progress = desc, None
+
+    def __call__(self, received: int, total: int | None) -> None:
+        from .progress import Progress
+
+        if self.progress is None:
+            self.progress = Progress(total, self.desc, sys.stderr, unit="B")
+        self.progress.update(received - self.progress.done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
 
 def cmd_list(args) -> int:
