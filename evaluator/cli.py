@@ -98,12 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  python -m evaluator list", formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
 
-    p = sub.add_parser("report", help="markdown report and PNG plot of the last pytest run's cases",
+    p = sub.add_parser("report", help="the report of the last pytest run again (report.md, report.html, plots)",
                        epilog="examples:\n  python -m evaluator report\n"
+                              "  python -m evaluator report --history      # trend.png: every case over the nights\n"
                               "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report",
                        formatter_class=fmt)
     p.add_argument("--results", type=Path, help="results.json written by pytest (default: artifacts/report/results.json)")
     p.add_argument("--out", type=Path, help="output directory (default: beside the results)")
+    p.add_argument("--history", action="store_true", help="only the trend plot of history.csv (TOP1/TOP5 per case "
+                   "over the sessions, with the expected value and band)")
 
     p = sub.add_parser("diff", help="image-by-image comparison of two runs (gained, lost, McNemar p, classes)",
                        epilog="examples:\n  python -m evaluator diff artifacts/predictions/RUN_A artifacts/predictions/RUN_B\n"
@@ -233,13 +236,36 @@ def cmd_accuracy(args) -> int:
     else:
         run_dir = _stored_run_dir(args, dataset)
         predictions, where = PredictionStore(run_dir).load(), run_dir
-    lines = score(predictions).lines(dataset.n_listed)
+    scores = score(predictions)
+    lines = scores.lines(dataset.n_listed)
     for line in lines:
+        print(line)
+    for line in _verdict_lines(args, dataset, predictions, scores):
         print(line)
     output = args.output or (Path(where) / "results.txt")
     atomic_write_text(output, "\n".join(lines) + "\n")
     print(f"results: {output}")
     return 0
+
+
+def _verdict_lines(args, dataset, predictions, scores) -> list[str]:
+    """The pass/fail rule's verdict (verdict.judge_case) when -m names a catalogue model with a documented case."""
+    if not args.model or args.predictions:
+        return []
+    from .baselines import list_cases
+    from .evaluate import resolve_runtime
+    from .verdict import Measurement, judge_case
+
+    baselines = _baselines(args)
+    entry = baselines.model(args.model)
+    key = (args.model, args.precision or next(iter(entry.files)), args.tta, resolve_runtime(args.runtime, entry.format))
+    case = next((c for c in list_cases(baselines)
+                 if (c.model, c.precision, c.tta, c.runtime) == key and c.kind == "documented"), None)
+    if case is None:
+        return [f"no documented case for {'-'.join(key)}: nothing to judge against"]
+    measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
+                              fingerprint=dataset.fingerprint, predictions=predictions)
+    return judge_case(measurement, baselines, case).lines(dataset.class_names)
 
 
 def _stored_run_dir(args, dataset) -> Path:
@@ -361,19 +387,24 @@ def cmd_validate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .artifacts import read_json
+    from .history import plot_history, read_history
     from .locations import default_artifacts_dir
-    from .report import CaseResult, markdown_report, plot_results
-    from .artifacts import atomic_write_text
+    from .report import read_results, write_report
 
-    results_path = args.results or default_artifacts_dir() / "report" / "results.json"
+    report_dir = default_artifacts_dir() / "report"
+    if args.history:
+        history = (args.results.parent if args.results else report_dir) / "history.csv"
+        if not history.is_file():
+            raise EvaluatorError(f"{history} not found: it is written by every pytest run with regression cases")
+        trend = plot_history(read_history(history), (args.out or history.parent) / "trend.png")
+        print(f"trend: {trend}")
+        return 0
+    results_path = args.results or report_dir / "results.json"
     if not results_path.is_file():
         raise EvaluatorError(f"{results_path} not found: run the regression cases first (`python -m pytest -m regression`)")
-    results = [CaseResult(**row) for row in read_json(results_path)]
-    out = args.out or results_path.parent
-    atomic_write_text(out / "report.md", markdown_report(results))
-    plot_results(results, out / "accuracy.png")
-    print(f"report: {out / 'report.md'}\nplot: {out / 'accuracy.png'}")
+    results, meta = read_results(results_path)
+    paths = write_report(results, args.out or results_path.parent, meta)
+    print("\n".join(f"{name}: {path}" for name, path in paths.items()))
     return 0
 
 

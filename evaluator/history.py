@@ -28,7 +28,7 @@ def history_row(result, session_start: str, evaluator_version: str) -> dict:
         "runtime": result.runtime,
         "runtime_version": result.runtime_version,
         "evaluator_version": evaluator_version,
-        "recipe": getattr(result, "recipe", ""),
+        "recipe": result.recipe,
         "dataset_fingerprint": result.dataset_fingerprint,
         "n": result.n,
         **{name: _fraction_6(getattr(result, name)) for name in

@@ -1,5 +1,6 @@
 """Progress of long work (images predicted, bytes downloaded): a tqdm bar on a terminal, and a plain line every
-30 seconds elsewhere, so that a nightly log shows where a run is without filling up with carriage returns."""
+30 seconds elsewhere, so that a nightly log shows where a run is without filling up with carriage returns; a run
+shorter than that prints nothing there."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.stream is not None and self.done:
+        elif self.stream is not None and self.last_line > self.started:  # a long run ends its lines with the total
             self._line()
 
     def _line(self) -> None:

@@ -15,14 +15,15 @@ from pathlib import Path
 
 from . import __version__
 from .artifacts import atomic_write_bytes, atomic_write_text
+from .errors import ArtifactError
 from .metrics import wilson_interval
 
 GROUP_ORDER = ("ONNX", "tflite", "TensorFlow", "official")
 VERDICTS = ("pass", "fail", "xfail", "skip", "error")
 VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "xfail": "#8c8c8c", "error": "#9467bd", "skip": "#c7c7c7"}
 COLUMNS = (
-    "Model", "Precision", "TTA", "TOP1", "TOP5", "Runtime", "Expected TOP1", "Expected TOP5", "ΔTOP1", "Band", "n",
-    "Verdict",
+    "Model", "Precision", "TTA", "TOP1", "TOP5", "Runtime", "Expected TOP1", "Expected TOP5", "ΔTOP1", "Band",
+    "Baseline TOP1 (Δ, band)", "n", "Verdict",
 )
 
 
@@ -45,7 +46,7 @@ class CaseResult:
     # expected and verdict
     expected_top1: float | None
     expected_top5: float | None  # None where the source gives no number (official TOP5 "N/A")
-    band_top1: float | None  # half-width of the pass band (metrics.band)
+    band_top1: float | None  # half-width of the pass band of the documented/official anchor (evaluator/verdict.py)
     band_top5: float | None
     verdict: str  # one of VERDICTS
     note: str = ""  # skip reason, error message or paired-comparison summary
@@ -53,6 +54,11 @@ class CaseResult:
     runtime_version: str = ""
     dataset_fingerprint: str = ""
     date: str = ""  # ISO 8601
+    recipe: str = ""  # "name: one-sentence description" of the preprocessing that ran
+    # the second anchor: the measured baseline of this runtime and image set, and a documented gap accepted on purpose
+    baseline_top1: float | None = None
+    baseline_band_top1: float | None = None
+    accepted_gap: str = ""
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -95,6 +101,16 @@ def _band(result: CaseResult) -> str:
     return top1 if result.band_top5 is None else f"{top1} / ±{result.band_top5:.4f}"
 
 
+def _baseline(result: CaseResult) -> str:
+    if result.baseline_top1 is None:
+        return ""
+    text = f"{result.baseline_top1:.4f}"
+    if result.top1 is not None:
+        text += f" ({result.top1 - result.baseline_top1:+.4f}"
+        text += f", ±{result.baseline_band_top1:.4f})" if result.baseline_band_top1 is not None else ")"
+    return text
+
+
 def _images(result: CaseResult) -> str:
     return f"{result.n:,}" if result.n_population is None else f"{result.n:,} of {result.n_population:,}"
 
@@ -115,7 +131,7 @@ def row_cells(result: CaseResult) -> tuple[str, ...]:
     return (
         result.model, result.precision, result.tta, _top1_with_interval(result), _fraction(result.top5),
         _runtime(result), _fraction(result.expected_top1), _fraction(result.expected_top5),
-        _delta(result.top1, result.expected_top1), _band(result), _images(result), result.verdict,
+        _delta(result.top1, result.expected_top1), _band(result), _baseline(result), _images(result), result.verdict,
     )
 
 
@@ -134,19 +150,20 @@ def _reason_key(note: str) -> str:
     return _PATH_OR_URL.sub("…", note.split(";", 1)[0]).strip() or "no reason given"
 
 
-def skip_reasons(results) -> list[tuple[str, list[str]]]:
-    """(reason, ids of the cases skipped for it) per distinct reason, most frequent first."""
-    cases: dict[str, list[str]] = {}
+def skip_reasons(results) -> list[tuple[str, list[CaseResult]]]:
+    """(reason, the cases skipped for it) per distinct reason, most frequent first."""
+    cases: dict[str, list[CaseResult]] = {}
     for result in results:
         if result.verdict == "skip":
-            cases.setdefault(_reason_key(result.note), []).append(result.case_id)
+            cases.setdefault(_reason_key(result.note), []).append(result)
     return sorted(cases.items(), key=lambda item: (-len(item[1]), item[0]))
 
 
-def skip_line(reason: str, case_ids: list[str], shown: int = 3) -> str:
+def skip_line(reason: str, cases: list[CaseResult], shown: int = 3) -> str:
     """"3 × reason (a, b, c)", naming at most `shown` cases."""
-    names = ", ".join(case_ids[:shown]) + (f" and {len(case_ids) - shown} more" if len(case_ids) > shown else "")
-    return f"{len(case_ids)} × {reason} ({names})"
+    names = ", ".join(r.case_id for r in cases[:shown])
+    more = f" and {len(cases) - shown} more" if len(cases) > shown else ""
+    return f"{len(cases)} × {reason} ({names}{more})"
 
 
 def report_header(meta: dict | None) -> dict:
@@ -172,17 +189,24 @@ def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict
         "",
         "TOP1 shows the Wilson 95% interval in brackets. Band: a case passes when |measured - expected| <= band, "
         "band = tolerance + z × binomial SE of the expected accuracy on n images (z = 1.96 for 95%), with the "
-        "finite-population correction for n of N (TOP1 / TOP5). ΔTOP1 = measured - expected.",
+        "finite-population correction for n of N (TOP1 / TOP5). ΔTOP1 = measured - expected. Expected is the "
+        "documented or official number; the measured baseline (recorded by --update-baselines for this runtime and "
+        "image set) is a second, tighter check. The rule: README \"Pass/fail rule\" (evaluator/verdict.py).",
     ]
     for group, members in group_results(r for r in results if r.verdict != "skip"):
         lines += ["", f"## {group}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += [_row(r) for r in members]
-        notes = [r for r in members if r.note]
+        notes = [r for r in members if r.note or r.accepted_gap]
         if notes:
-            lines += [""] + [f"- `{r.case_id}` ({r.verdict}): {_cell(r.note)}" for r in notes]
+            lines += [""] + [f"- `{r.case_id}` ({r.verdict}): {_cell(r.note)}"
+                             + (f" **Documented gap accepted:** {_cell(r.accepted_gap)}" if r.accepted_gap else "")
+                             for r in notes]
     reasons = skip_reasons(results)
     if reasons:
-        lines += ["", "## Skipped", ""] + [f"- {_cell(skip_line(*item))}" for item in reasons]
+        lines += ["", "## Skipped", ""]
+        for reason, cases in reasons:  # one line each; every case's own reason folded away beneath it
+            lines += [f"- {_cell(skip_line(reason, cases))}", "  <details><summary>each case</summary>", ""]
+            lines += [f"  - `{r.case_id}`: {_cell(r.note) or 'no reason given'}" for r in cases] + ["", "  </details>"]
     return "\n".join(lines) + "\n"
 
 
@@ -275,12 +299,45 @@ def save_figure(figure, path: Path) -> Path:
     return Path(path)
 
 
+# ---- results.json ----------------------------------------------------------------------------------------------------
+
+
+def write_results(path: Path, results, meta: dict) -> None:
+    """results.json: the report's meta (dataset, baselines, session start) and one object per case."""
+    from dataclasses import asdict
+
+    from .artifacts import write_json_atomic
+
+    write_json_atomic(path, {"meta": meta, "results": [asdict(r) for r in results]})
+
+
+def read_results(path: Path) -> tuple[list[CaseResult], dict]:
+    """(results, meta) from results.json; the first format (a bare list of cases) has no meta."""
+    from .artifacts import read_json
+
+    data = read_json(path)
+    rows, meta = (data, {}) if isinstance(data, list) else (data.get("results"), data.get("meta") or {})
+    try:
+        return [CaseResult(**row) for row in rows], dict(meta)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a results file written by the suite ({exc})") from None
+
+
+def merge_results(previous, current, case_ids) -> list[CaseResult]:
+    """The report of a run of some cases: this run's results, plus the earlier results of the other cases that the
+    catalogue still has (a `-k` run updates its cases instead of replacing the report)."""
+    ran = {r.case_id for r in current}
+    kept = [r for r in previous if r.case_id not in ran and r.case_id in set(case_ids)]
+    return sorted([*kept, *current], key=lambda r: r.case_id)
+
+
 # ---- everything ------------------------------------------------------------------------------------------------------
 
 
-def write_report(results, out_dir: Path, meta: dict | None = None) -> dict[str, Path]:
+def write_report(results, out_dir: Path, meta: dict | None = None, session_results=None) -> dict[str, Path]:
     """Write report.md, accuracy.png, trend.png and report.html (atomically) and record the session's rows in
-    history.csv, all in out_dir; returns their paths. meta["session_start"] stamps the history rows."""
+    history.csv, all in out_dir; returns their paths. meta["session_start"] stamps the history rows of
+    session_results (default: all results), the cases this session ran."""
     from .history import plot_history, read_history, record_session
     from .report_html import html_report
 
@@ -295,7 +352,7 @@ def write_report(results, out_dir: Path, meta: dict | None = None) -> dict[str, 
     meta.setdefault("date", session_start)
     atomic_write_text(paths["report"], markdown_report(results, meta=meta))
     plot_results(results, paths["plot"])
-    record_session(results, paths["history"], session_start, meta.get("evaluator_version", __version__))
+    record_session(results if session_results is None else session_results, paths["history"], session_start, meta.get("evaluator_version", __version__))
     plot_history(read_history(paths["history"]), paths["trend"])
     plots = {"TOP1 and TOP5 against expected": paths["plot"], "Over the sessions": paths["trend"]}
     atomic_write_text(paths["html"], html_report(results, meta, plots))

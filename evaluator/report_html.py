@@ -57,7 +57,10 @@ def html_report(results, meta: dict | None = None, plots: dict[str, Path] | None
     reasons = skip_reasons(results)
     if reasons:
         parts.append("<h2>Skipped</h2><ul>")
-        parts += [f"<li>{e(skip_line(reason, ids, shown=len(ids)))}</li>" for reason, ids in reasons]
+        for reason, cases in reasons:
+            parts.append(f"<li>{e(skip_line(reason, cases))}<details><summary>each case</summary><ul>")
+            parts += [f"<li><code>{e(r.case_id)}</code>: {e(r.note)}</li>" for r in cases]
+            parts.append("</ul></details></li>")
         parts.append("</ul>")
     for caption, path in (plots or {}).items():
         parts.append(f"<h2>{e(caption)}</h2>{_image(path, caption)}")

@@ -63,3 +63,22 @@ def test_a_damaged_sample_is_refused_naming_the_file(tmp_path):
     victim.write_bytes(victim.read_bytes()[:-10] + b"\0" * 10)
     with pytest.raises(DatasetError, match="ILSVRC2012_val_00000007.JPEG: sha256 .* expected"):
         check_sample(copy)
+
+
+def test_main_command_offline_without_fixtures_evaluates_the_sample(tmp_path):
+    """The README's main command on a machine with no ImageNet, no shared fixtures and no network."""
+    import os
+    import subprocess
+    import sys
+
+    from evaluator.locations import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVALUATOR_", "PYTEST_"))}
+    env.update(EVALUATOR_FIXTURES=str(tmp_path / "no-fixtures"), EVALUATOR_PROJECT_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-m", "regression", "-p", "no:cacheprovider"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "mobilenet_v1_025_128_quant-uint8-1-crop-litert" in result.stdout
+    report = tmp_path / "artifacts" / "report" / "report.html"
+    assert f"report: {report}" in result.stdout and report.is_file()
+    assert "| 50 of 50 |" in (report.parent / "report.md").read_text(encoding="utf-8")

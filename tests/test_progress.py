@@ -25,6 +25,14 @@ def test_without_a_terminal_a_line_every_interval_and_one_at_the_end():
     assert "1000/1000" in lines[-1] and "\r" not in stream.getvalue()
 
 
+def test_without_a_terminal_a_short_run_prints_nothing():
+    stream, clock = io.StringIO(), FakeClock()
+    with Progress(10, "quick", stream, interactive=False, clock=clock) as progress:
+        clock.now += 29
+        progress.update(10)
+    assert stream.getvalue() == ""
+
+
 def test_on_a_terminal_a_tqdm_bar_with_rate_and_eta():
     stream = io.StringIO()
     with Progress(50, "case", stream, interactive=True) as progress:

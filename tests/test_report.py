@@ -1,5 +1,7 @@
 """Tests for evaluator/report.py: markdown layout, PNG plot, history CSV."""
 
+import dataclasses
+import json
 import struct
 import sys
 
@@ -7,7 +9,9 @@ import pytest
 
 from evaluator.errors import ArtifactError
 from evaluator.history import history_row, plot_history, read_history, record_session
-from evaluator.report import CaseResult, markdown_report, plot_results, write_report
+from evaluator.report import (
+    CaseResult, markdown_report, merge_results, plot_results, read_results, write_report, write_results,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -47,15 +51,15 @@ def test_markdown_groups_in_readme_order_with_the_columns(results):
     text = markdown_report(results, meta={"date": "2025-01-02", "dataset": "700 of 50,000 images (ab12cd34)"})
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == ["## ONNX", "## tflite", "## TensorFlow", "## official", "## fixtures", "## Skipped"]
-    assert ("| Model | Precision | TTA | TOP1 | TOP5 | Runtime | Expected TOP1 | Expected TOP5 | ΔTOP1 | Band | n "
-            "| Verdict |") in text
+    assert ("| Model | Precision | TTA | TOP1 | TOP5 | Runtime | Expected TOP1 | Expected TOP5 | ΔTOP1 | Band "
+            "| Baseline TOP1 (Δ, band) | n | Verdict |") in text
     assert "- date: 2025-01-02" in text and "- dataset: 700 of 50,000 images (ab12cd34)" in text
     assert "- evaluator version: " in text and "Band: a case passes" in text
     # 490/700: the roots of (0.7 - p)^2 = z^2 p (1 - p) / 700 are 0.66504 and 0.73278
     assert ("| mobilenetv1_keras | float | 1-crop | 0.7000 [0.6650, 0.7328] | 0.9000 | litert 1.2.3 | 0.7052 | 0.8956 "
-            "| -0.0052 | ±0.0412 / ±0.0287 | 700 of 50,000 | pass |") in text
-    assert "| 0.7052 | N/A | -0.0052 | ±0.0412 | 700 of 50,000 | pass |" in text  # official: no TOP5 number
-    assert "| -0.0552 | ±0.0412 / ±0.0287 | 700 of 50,000 | **fail** |" in text
+            "| -0.0052 | ±0.0412 / ±0.0287 |  | 700 of 50,000 | pass |") in text
+    assert "| 0.7052 | N/A | -0.0052 | ±0.0412 |  | 700 of 50,000 | pass |" in text  # official: no TOP5 number
+    assert "| -0.0552 | ±0.0412 / ±0.0287 |  | 700 of 50,000 | **fail** |" in text
     assert "- `resnet50_pytorch-float-1-crop-onnxruntime` (fail): top1 lost 37, gained 12, p=1.2e-04" in text
 
 
@@ -63,8 +67,17 @@ def test_markdown_lists_skipped_cases_only_at_the_end(results):
     text = markdown_report(results)
     skipped_section = text.split("## Skipped")[1]
     assert "- 1 × ailia licence not found: … (resnet50_chainer-float-1-crop-ailia)" in skipped_section
+    assert "  - `resnet50_chainer-float-1-crop-ailia`: ailia licence not found: ~/.shalo/AILIA.lic" in skipped_section
     assert "resnet50_chainer" not in text.split("## Skipped")[0].split("- verdicts")[1]
     assert "- verdicts: 4 pass, 1 fail, 1 skip" in text
+
+
+def test_markdown_shows_the_measured_baseline_and_an_accepted_gap():
+    row = case("resnet50_chainer/float/1-crop/onnxruntime", "ONNX", top1=0.7044, expected_top1=0.7444,
+               baseline_top1=0.7040, baseline_band_top1=0.003, accepted_gap="SDK resize differs")
+    text = markdown_report([row])
+    assert "| -0.0400 | ±0.0412 / ±0.0287 | 0.7040 (+0.0004, ±0.0030) | 700 of 50,000 |" in text
+    assert "**Documented gap accepted:** SDK resize differs" in text
 
 
 def test_markdown_escapes_pipes_in_cells():
@@ -106,7 +119,7 @@ def test_skips_are_one_line_per_reason_with_a_count(results):
                  note=f"model file /data/models/m{i}.tflite not found; download it from https://x/m{i}.tflite")
             for i in range(3)]
     text = markdown_report(results + more)
-    skipped = text.split("## Skipped", 1)[1].strip().splitlines()
+    skipped = [line for line in text.split("## Skipped", 1)[1].strip().splitlines() if line.startswith("- ")]
     assert skipped == ["- 3 × model file … not found (m0-float-none-litert, m1-float-none-litert, m2-float-none-litert)",
                        "- 1 × ailia licence not found: … (resnet50_chainer-float-1-crop-ailia)"]
 
@@ -119,7 +132,9 @@ def test_write_report_writes_every_file_and_one_history_row_per_case_per_session
     assert "- evaluator version: 9.9" in paths["report"].read_text(encoding="utf-8")
     assert all(paths[k].read_bytes().startswith(PNG_SIGNATURE) for k in ("plot", "trend"))
     write_report(results, out_dir, meta)  # the same session reported again: rows replaced, not added
-    assert len(read_history(paths["history"])) == len(results)
+    rows = read_history(paths["history"])
+    assert len(rows) == len(results)  # every case, the skipped one too, without numbers
+    assert [(r["top1"], r["n"]) for r in rows if r["verdict"] == "skip"] == [("", "0")]
     write_report(results[:2], out_dir, {**meta, "session_start": "2025-01-03T00:00:00+00:00"})
     rows = read_history(paths["history"])
     assert len(rows) == len(results) + 2
@@ -168,3 +183,38 @@ def test_trend_plot_has_a_panel_per_measured_case(results, tmp_path):
     empty = plot_history([], tmp_path / "empty.png")
     assert png_height(all_) > 2 * png_height(one)
     assert empty.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_subset_run_updates_its_cases_and_keeps_the_others(results):
+    catalogue = [r.case_id for r in results]
+    rerun = [dataclasses.replace(results[0], top1=0.71)]
+    merged = merge_results(results, rerun, catalogue)
+    assert [r.case_id for r in merged] == sorted(catalogue)
+    assert next(r for r in merged if r.case_id == results[0].case_id).top1 == 0.71
+    # a case the catalogue no longer has leaves the report
+    assert len(merge_results(results, rerun, catalogue[:3])) == 3
+
+
+def test_report_command_reproduces_what_pytest_wrote(results, tmp_path, capsys):
+    from evaluator.cli import main
+
+    meta = {"dataset": "/data/imagenet", "baselines": "baselines.yaml", "session_start": "2025-01-02T00:00:00+00:00"}
+    write_results(tmp_path / "results.json", results, meta)
+    written = write_report(results, tmp_path, dict(meta))
+    before = {name: path.read_bytes() for name, path in written.items() if name in ("report", "history", "html")}
+    for name in ("report", "html"):
+        written[name].unlink()
+    assert main(["report", "--results", str(tmp_path / "results.json")]) == 0
+    assert {name: written[name].read_bytes() for name in before} == before
+    assert "- dataset: /data/imagenet" in written["report"].read_text(encoding="utf-8")
+    assert main(["report", "--history", "--results", str(tmp_path / "results.json")]) == 0
+    assert f"trend: {tmp_path / 'trend.png'}" in capsys.readouterr().out
+
+
+def test_results_file_of_the_first_format_still_reads(results, tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([dataclasses.asdict(r) for r in results]))
+    assert read_results(path) == (results, {})
+    path.write_text('{"results": [{"case_id": 1}]}')
+    with pytest.raises(ArtifactError, match="results.json: not a results file"):
+        read_results(path)
