@@ -17,12 +17,12 @@ class Progress:
     call close(). interactive (default: stream is a terminal) chooses the bar over the periodic lines."""
 
     def __init__(self, total: int | None, desc: str, stream: TextIO | None, *, unit: str = "img",
-                 interactive: bool | None = None, interval_s: float = LOG_INTERVAL_S, clock=time.monotonic):
+                 interactive: bool | None = None, interval_s: float | None = None, clock=time.monotonic):
         self.stream = stream
         self.total, self.desc, self.unit, self.done = total, desc, unit, 0
         if interactive is None:
             interactive = bool(getattr(stream, "isatty", lambda: False)())
-        self.interval_s, self.clock = interval_s, clock
+        self.interval_s, self.clock = LOG_INTERVAL_S if interval_s is None else interval_s, clock
         self.started = self.last_line = clock()
         self.bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, unit_scale=unit == "B",
                         dynamic_ncols=True, leave=True) if interactive and stream is not None else None

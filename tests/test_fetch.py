@@ -215,7 +215,7 @@ def test_redirect_to_plain_http_is_refused(server, no_remote_network, tmp_path):
 
 
 def test_fetch_command_names_every_failed_download_and_leaves_no_file(monkeypatch, tmp_path, capsys):
-    from evaluator import cli, fetch
+    from evaluator import cli, fetch, progress
 
     def fake_fetch(url, dest, sha256, *, lock_file, progress=None, **kwargs):
         if url.endswith(".prototxt"):
@@ -225,10 +225,12 @@ def test_fetch_command_names_every_failed_download_and_leaves_no_file(monkeypatc
         return dest
 
     monkeypatch.setattr(fetch, "fetch_model", fake_fetch)
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)  # a line per chunk, as a long download gets every 30 s
     code = cli.main(["fetch", "-m", "resnet50_chainer", "--models-dir", str(tmp_path / "models")])
     err = capsys.readouterr().err
     assert code == 2
     assert "1 of 2 downloads failed; the 1 that succeeded are in" in err
     assert "resnet50_chainer float resnet50.opt.onnx.prototxt: cannot download https://" in err
-    assert "resnet50_chainer float resnet50.opt.onnx: 100% 2.00k/2.00k" in err  # progress of the good download
+    assert "resnet50_chainer float resnet50.opt.onnx:  50%" in err  # progress of the good download: bytes, rate
+    assert "resnet50_chainer float resnet50.opt.onnx: 100% 2.00k/2.00k" in err
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
