@@ -139,12 +139,12 @@ class CaseOutcome:
 
 
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, **knobs) -> CaseOutcome:
+                  *, recompute: bool = False, progress=None, **knobs) -> CaseOutcome:
     """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
     check_runtime(case.runtime)
     spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir,
                           hash_cache_dir=artifacts_dir, **knobs)
-    run = predict(dataset, spec, artifacts_dir, recompute=recompute)
+    run = predict(dataset, spec, artifacts_dir, recompute=recompute, progress=progress)
     scores = score(run.predictions)
     measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
                               fingerprint=dataset.fingerprint, predictions=run.predictions)
@@ -217,6 +217,7 @@ def case_result(baselines: Baselines, outcome: CaseOutcome):
         baseline_top1=measured.expected.top1 if measured is not None else None,
         baseline_band_top1=measured.metric("TOP1").band if measured is not None else None,
         accepted_gap=verdict.accepted_gap or "",
+        recipe=f"{meta.get('recipe', '')}: {meta.get('recipe_summary', '')}" if meta.get("recipe") else "",
     )
 
 

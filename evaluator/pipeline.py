@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from .errors import ArtifactError, ImageDecodeError, ModelError
 from .locations import inside
 from .model_hash import file_sha256
 from .preprocess import Recipe
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +425,7 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
 
 
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
-            progress: bool | None = None) -> RunResult:
+            progress: bool | TextIO | None = None) -> RunResult:
     """Predict every image of the dataset, reusing a finished artifact or the finished chunks of an interrupted run;
     an image whose file changed since its prediction (size or mtime; content with verify_data) is predicted again."""
     info = inspect_model(spec, artifacts_dir)
@@ -450,7 +452,8 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
             chunks = _chunks(dataset, spec.chunk_size, digests, store.done_ids())
             todo = sum(int(chunk.wanted.sum()) for chunk in chunks)
             config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
-            _run_chunks(config, chunks, store, _Progress(todo, progress, len(dataset.image_ids) - todo))
+            desc = f"{Path(spec.model_path).stem} {spec.tta} {spec.runtime}"
+            _run_chunks(config, chunks, store, _progress(todo, progress, len(dataset.image_ids) - todo, desc))
             meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started,
                          reused=len(dataset.image_ids) - todo)
             existing = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
@@ -492,7 +495,7 @@ def _chunks(dataset: Dataset, chunk_size: int, digests: np.ndarray | None, done:
     return chunks
 
 
-def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: "_Progress") -> None:
+def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: Progress) -> None:
     """Run the chunks on worker threads, one runtime each, and keep each finished chunk as it arrives.
 
     Threads, not processes: JPEG decoding, resizing and inference all release the GIL, so the threads keep every core
@@ -546,7 +549,7 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
             stop.set()
         else:  # every finished chunk is kept, also those that arrive after a failure
             store.keep(item)
-            progress.advance(len(item.image_ids))
+            progress.update(len(item.image_ids))
             chunks_left -= 1
             if chunks_left and not stop.is_set() and time.monotonic() >= next_checkpoint:  # none after the last
                 store.checkpoint()
@@ -627,23 +630,9 @@ def _meta(spec: RunSpec, info: ModelInfo, dataset: Dataset, key: str, elapsed_s:
     }
 
 
-class _Progress:
-    """A one-line progress display on a terminal; silent in CI and when output is redirected."""
-
-    def __init__(self, total: int, enabled: bool | None, reused: int):
-        if enabled is None:
-            enabled = sys.stderr.isatty() and not os.environ.get("CI")
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
-        self.started = time.monotonic()
-        if reused and self.enabled:
-            print(f"reusing {reused} images from an earlier run", file=sys.stderr)
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.enabled:
-            rate = self.done / max(time.monotonic() - self.started, 1e-9)
-            print(f"\r{self.done}/{self.total} images, {rate:.0f}/s", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
+def _progress(total: int, output, reused: int, desc: str) -> Progress:
+    """Progress of a run: output None shows it on stderr, a stream on that stream, False nowhere."""
+    stream = sys.stderr if output is None or output is True else None if output is False else output
+    if stream is not None and reused:
+        print(f"{desc}: reusing {reused} images from an earlier run", file=stream, flush=True)
+    return Progress(total, desc, stream)
