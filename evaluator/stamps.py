@@ -9,18 +9,19 @@ INVALID stamp, which matches nothing: its failure is never served from a cache.
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import xxhash
 
 INVALID = (-1, -1, 0, 0)
 UNKNOWN_DIGEST = (0, 0)
 
 
 def digest(data: bytes) -> tuple[int, int]:
-    """128 bits of the sha256 of the data as two int64 (sha256: hardware-accelerated, faster here than blake2b)."""
-    raw = hashlib.sha256(data).digest()
+    """The 128-bit xxh3 hash of the data as two int64. Not cryptographic: it tells a changed or damaged file, at 8 us
+    for a 130 KB fixture JPEG where sha256 takes 100 us (5% of its decode) and blake2b 190 us."""
+    raw = xxhash.xxh3_128_digest(data)
     return int.from_bytes(raw[:8], "little", signed=True), int.from_bytes(raw[8:16], "little", signed=True)
 
 
@@ -46,7 +47,7 @@ def stale(recorded: np.ndarray, listed: np.ndarray, digests: np.ndarray | None =
 def file_digests(paths: list[str], skip: list[bool], workers: int) -> np.ndarray:
     """int64 (n, 2) content hashes of the files (UNKNOWN_DIGEST where skipped or unreadable), read on threads.
 
-    Reading and sha256 release the GIL; each thread takes one contiguous slice (a task per file would cost more in
+    File reads release the GIL and hashing is a sixth of a read; each thread takes one contiguous slice (a task per file would cost more in
     scheduling than the hashing of a small JPEG)."""
     digests = np.zeros((len(paths), 2), dtype=np.int64)
 
