@@ -5,6 +5,7 @@ Collection reads baselines.yaml only; no model, runtime or image is opened befor
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -32,6 +33,19 @@ def pytest_addoption(parser):
                     help="record the TOP1/TOP5 of every regression case that ran as a *measured* baseline for its "
                          "runtime and exact image set (dataset fingerprint) in baselines.yaml, printing old -> new. "
                          "Documented and official numbers are never changed; other entries are kept.")
+    group.addoption("--image-shard", metavar="K/N", type=_image_shard,
+                    help="predict only image shard K of N of each case (every N-th image in id order) and judge "
+                         "nothing; `python -m evaluator merge` joins the shards for a pytest run that judges them")
+
+
+def _image_shard(text: str):
+    from evaluator.errors import EvaluatorError
+    from evaluator.shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except EvaluatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --- collection -----------------------------------------------------------------------------------------------
@@ -84,6 +98,7 @@ class Suite:
         self.models_dir = config.getoption("models_dir") or default_models_dir()
         self.artifacts_dir = config.getoption("artifacts_dir") or default_artifacts_dir()
         self.limit = config.getoption("limit")
+        self.image_shard = config.getoption("image_shard")
         self._dataset = None
 
     def dataset(self):
@@ -108,15 +123,20 @@ class Suite:
         return shlex.join(args)
 
     def run(self, case):
-        """Evaluate a case, turning a missing model file or runtime into a skip with the remedy."""
+        """Evaluate a case (with --image-shard: predict its shard, judge nothing), turning a missing model file or
+        runtime into a skip with the remedy."""
         from evaluator.errors import RuntimeUnavailable
-        from evaluator.evaluate import ModelFileMissing, evaluate_case
+        from evaluator.evaluate import ModelFileMissing, evaluate_case, predict_case
 
         dataset = self.dataset()
         workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+        options = dict(recompute=self.config.getoption("recompute"), workers=workers)
         try:
-            outcome = evaluate_case(self.baselines, case, dataset, self.models_dir, self.artifacts_dir,
-                                    recompute=self.config.getoption("recompute"), workers=workers)
+            if self.image_shard:
+                outcome = predict_case(self.baselines, case, dataset, self.models_dir, self.artifacts_dir,
+                                       shard=self.image_shard, **options)
+            else:
+                outcome = evaluate_case(self.baselines, case, dataset, self.models_dir, self.artifacts_dir, **options)
         except (ModelFileMissing, RuntimeUnavailable) as exc:
             from evaluator.evaluate import skipped_result
 
@@ -188,6 +208,11 @@ def record_result(config, result) -> None:
     _share(config, "evaluator_results", asdict(result))
 
 
+def record_run(config, case, run) -> None:
+    """Remember how many images a case predicted and reused, for the terminal summary."""
+    _share(config, "evaluator_runs", {"case_id": case.case_id, "computed": run.computed, "reused": run.reused})
+
+
 def record_measured(config, suite, outcome) -> None:
     """Write the case's per-image record beside baselines.yaml and remember its measured values;
     the controller rewrites baselines.yaml once at the end."""
@@ -243,6 +268,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("--update-baselines")
         for line in lines:
             terminalreporter.write_line(line)
+    runs = config._evaluator_shared.get("evaluator_runs", [])
+    if runs:
+        terminalreporter.section("predictions")
+        suite = config._evaluator_suite
+        computed, reused = sum(r["computed"] for r in runs), sum(r["reused"] for r in runs)
+        terminalreporter.write_line(f"{computed} images predicted, {reused} reused from stored predictions "
+                                    f"({len(runs)} case{'' if len(runs) == 1 else 's'}, {suite.artifacts_dir})")
+        if suite.image_shard:
+            terminalreporter.write_line(f"image shard {suite.image_shard}: no verdicts; join the shards with "
+                                        f"`python -m evaluator merge --artifacts-dir MERGED DIR...`, then run "
+                                        f"`pytest -m regression --artifacts-dir MERGED`")
     report = getattr(config, "_evaluator_report", None)
     if report:
         terminalreporter.section("accuracy")

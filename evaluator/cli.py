@@ -1,4 +1,4 @@
-"""`python -m evaluator ...`: predict, accuracy, fetch, list, validate, report, diff."""
+"""`python -m evaluator ...`: predict, accuracy, fetch, list, validate, report, merge, diff."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ EPILOG_ACCURACY = """examples:
   python -m evaluator accuracy -m mobilenet_v1_025_128_quant --imagenet-dir ../shared/fixtures/imagenet
   python -m evaluator accuracy --predictions evaluation/resnet50/imagenet/predictions --imagenet-dir data/imagenet
 """
+EPILOG_MERGE = """examples:
+  python -m evaluator predict -m mobilenet_v1_025_128_quant --shard 1/3 --artifacts-dir shard-1   # on machine 1 ...
+  python -m evaluator merge --artifacts-dir merged shard-1 shard-2 shard-3
+  python -m pytest -m regression --artifacts-dir merged      # judges every case, predicts nothing
+"""
 
 
 def _positive_int(text: str) -> int:
@@ -29,6 +34,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
+
+
+def _shard(text: str):
+    """argparse type: K/N, an image shard."""
+    from .shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except EvaluatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _non_negative_float(text: str) -> float:
@@ -79,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict top-5 for every image", epilog=EPILOG_PREDICT, formatter_class=fmt)
     _add_run_options(p)
     p.add_argument("--write-texts", type=Path, help="also write the seed's per-image text files to this directory")
+    p.add_argument("--shard", metavar="K/N", type=_shard,
+                   help="predict only image shard K of N (every N-th image in id order), for `merge` to join")
 
     p = sub.add_parser("accuracy", help="TOP1/TOP5 of stored predictions", epilog=EPILOG_ACCURACY, formatter_class=fmt)
     _add_run_options(p)
@@ -104,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     p.add_argument("--results", type=Path, help="results.json written by pytest (default: artifacts/report/results.json)")
     p.add_argument("--out", type=Path, help="output directory (default: beside the results)")
+
+    p = sub.add_parser("merge", help="join image shards and other jobs' predictions into one artifacts directory",
+                       epilog=EPILOG_MERGE, formatter_class=fmt)
+    p.add_argument("--artifacts-dir", type=Path, required=True, help="output artifacts directory (OUT)")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="DIR",
+                   help="artifacts directories of the jobs (or directories holding them, or artifact directories)")
 
     p = sub.add_parser("diff", help="image-by-image comparison of two runs (gained, lost, McNemar p, classes)",
                        epilog="examples:\n  python -m evaluator diff artifacts/predictions/RUN_A artifacts/predictions/RUN_B\n"
@@ -211,7 +234,11 @@ def cmd_predict(args) -> int:
     dataset = _dataset(args)
     print(dataset.describe())
     print(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta)}")
-    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute)
+    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute,
+                  shard=args.shard)
+    if args.shard:
+        print(f"image shard {args.shard}: {len(run.predictions):,} of {len(dataset):,} images; join the shards with "
+              f"`python -m evaluator merge`")
     if run.reused:
         print(f"reused {run.reused} images from an earlier run, predicted {run.computed}")
     print(f"predictions: {run.artifact_dir / 'predictions.csv'}")
@@ -406,7 +433,16 @@ def cmd_cache(args) -> int:
     return 0
 
 
-COMMANDS = {"predict": cmd_predict, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
+def cmd_merge(args) -> int:
+    from .merge import merge_artifacts
+
+    for merged in merge_artifacts(args.inputs, args.artifacts_dir):
+        how = f"{merged.shards} shards" if merged.shards else "complete artifact"
+        print(f"{merged.action} ({how}, {merged.n_images:,} images): {merged.directory}")
+    return 0
+
+
+COMMANDS = {"predict": cmd_predict, "merge": cmd_merge, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
             "validate": cmd_validate, "report": cmd_report, "diff": cmd_diff, "cache": cmd_cache}
 
 

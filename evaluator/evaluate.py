@@ -15,6 +15,7 @@ from .metrics import PairedComparison, accuracy, largest_class_changes, paired_c
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
 from .preprocess import get_recipe
+from .shard import Shard
 
 
 class ModelFileMissing(EvaluatorError):
@@ -107,12 +108,18 @@ class CaseOutcome:
         return self.verdict[0]
 
 
+def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
+                 *, recompute: bool = False, shard: Shard | None = None, **knobs) -> RunResult:
+    """Run (or reuse) one case's predictions, of every image or of one image shard, without judging them."""
+    check_runtime(case.runtime)
+    spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir, **knobs)
+    return predict(dataset, spec, artifacts_dir, recompute=recompute, shard=shard)
+
+
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
                   *, recompute: bool = False, **knobs) -> CaseOutcome:
     """Run (or reuse) one case's predictions and judge them with the pass/fail rule."""
-    check_runtime(case.runtime)
-    spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir, **knobs)
-    run = predict(dataset, spec, artifacts_dir, recompute=recompute)
+    run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute, **knobs)
     scores = score(run.predictions)
     choice = choose_expected(baselines, case, dataset.fingerprint)
     expected = choice.expected

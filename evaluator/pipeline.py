@@ -34,6 +34,7 @@ from .dataset import Dataset
 from .decode_cache import CACHE_DIR, mark_used
 from .errors import ArtifactError, ImageDecodeError, ModelError
 from .preprocess import Recipe
+from .shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -362,12 +363,22 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
     return directory
 
 
+def predictions_dir(artifacts_dir: Path, model_path: Path, tta: str, runtime: str, key: str) -> Path:
+    """Directory of the predictions artifact with this cache key."""
+    return Path(artifacts_dir) / "predictions" / f"{Path(model_path).stem}-{tta}-{runtime}-{key}"
+
+
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
-            progress: bool | None = None) -> RunResult:
-    """Predict every image of the dataset, reusing a finished artifact or the finished chunks of an interrupted run."""
+            progress: bool | None = None, shard: Shard | None = None) -> RunResult:
+    """Predict every image of the dataset (or of one image shard of it), reusing a finished artifact or the finished
+    chunks of an interrupted run."""
     info = inspect_model(spec)
-    key = artifact_key(spec, info, dataset)
-    directory = Path(artifacts_dir) / "predictions" / f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
+    key = artifact_key(spec, info, dataset)  # a shard keeps the whole dataset's key: merge rebuilds that artifact
+    directory = predictions_dir(artifacts_dir, spec.model_path, spec.tta, spec.runtime, key)
+    shard_meta = {}
+    if shard is not None:
+        shard_meta = {**shard.meta(dataset), "dataset_fingerprint": dataset.fingerprint}
+        directory, dataset = directory.with_name(directory.name + shard.dir_suffix), shard.select(dataset)
     store = PredictionStore(directory)
     with file_lock(directory):  # a second process evaluating the same case waits here, then reuses
         if recompute:
@@ -382,7 +393,7 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         reused = len(dataset.image_ids) - todo
         config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
         _run_chunks(config, chunks, store, _Progress(todo, progress, reused))
-        meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused)
+        meta = {**_meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused), **shard_meta}
         predictions = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
         return RunResult(predictions, store.meta(), reused=reused, computed=todo, artifact_dir=directory)
 

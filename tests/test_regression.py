@@ -5,7 +5,7 @@ Run one family with `pytest -k resnet50_chainer`; record measured values with `p
 
 import pytest
 
-from conftest import record_measured, record_result
+from conftest import record_measured, record_result, record_run
 
 
 @pytest.mark.regression
@@ -13,6 +13,12 @@ def test_accuracy(regression_case, evaluator_suite, request, record_property):
     from evaluator.evaluate import case_result, failure_message
 
     outcome = evaluator_suite.run(regression_case)
+    if evaluator_suite.image_shard:  # one shard of the images: predicted for `evaluator merge`, judged after it
+        record_property("image_shard", str(evaluator_suite.image_shard))
+        record_property("images_predicted", outcome.computed)
+        record_run(request.config, regression_case, outcome)
+        return
+    record_run(request.config, regression_case, outcome.run)
     for judgement in outcome.judgements:
         record_property(f"{judgement.metric}_measured", round(judgement.measured, 6))
         record_property(f"{judgement.metric}_expected", judgement.expected)
