@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import shlex
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,9 @@ def pytest_addoption(parser):
                     help="record the TOP1/TOP5 of every regression case that ran as a *measured* baseline for its "
                          "runtime and exact image set (dataset fingerprint) in baselines.yaml, printing old -> new. "
                          "Documented and official numbers are never changed; other entries are kept.")
+    group.addoption("--stored-only", action="store_true",
+                    help="judge stored predictions only (e.g. a directory written by `python -m evaluator merge`): "
+                         "a case without them fails instead of predicting")
     group.addoption("--image-shard", metavar="K/N", type=_image_shard,
                     help="predict only image shard K of N of each case (every N-th image in id order) and judge "
                          "nothing; `python -m evaluator merge` joins the shards for a pytest run that judges them")
@@ -65,8 +68,11 @@ def pytest_generate_tests(metafunc):
     from evaluator.baselines import list_cases
 
     runtimes = set(metafunc.config.getoption("runtime"))
-    cases = [c for c in list_cases(_load_baselines(metafunc.config)) if not runtimes or c.runtime in runtimes]
-    metafunc.parametrize("regression_case", cases, ids=[c.case_id for c in cases])
+    baselines = _load_baselines(metafunc.config)
+    cases = [c for c in list_cases(baselines) if not runtimes or c.runtime in runtimes]
+    # `large` cases are split by image in the nightly (-m "regression and large" --image-shard K/N)
+    params = [pytest.param(c, marks=[pytest.mark.large] if baselines.models[c.model].large else []) for c in cases]
+    metafunc.parametrize("regression_case", params, ids=[c.case_id for c in cases])
 
 
 # --- session state --------------------------------------------------------------------------------------------
@@ -127,22 +133,32 @@ class Suite:
         runtime into a skip with the remedy."""
         from evaluator.errors import RuntimeUnavailable
         from evaluator.evaluate import ModelFileMissing, evaluate_case, predict_case
+        from evaluator.pipeline import StoredPredictionsMissing
 
         dataset = self.dataset()
         workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-        options = dict(recompute=self.config.getoption("recompute"), workers=workers)
+        options = dict(recompute=self.config.getoption("recompute"), workers=workers,
+                       stored_only=self.config.getoption("stored_only"))
         try:
             if self.image_shard:
                 outcome = predict_case(self.baselines, case, dataset, self.models_dir, self.artifacts_dir,
                                        shard=self.image_shard, **options)
             else:
                 outcome = evaluate_case(self.baselines, case, dataset, self.models_dir, self.artifacts_dir, **options)
+        except StoredPredictionsMissing as exc:
+            missing = str(exc)
         except (ModelFileMissing, RuntimeUnavailable) as exc:
             from evaluator.evaluate import skipped_result
 
             record_result(self.config, skipped_result(self.baselines, case, str(exc)))
             pytest.skip(str(exc))
-        return outcome
+        else:
+            return outcome
+        from evaluator.evaluate import skipped_result
+
+        # an error row in the report, not a case that quietly went missing
+        record_result(self.config, replace(skipped_result(self.baselines, case, missing), verdict="error"))
+        pytest.fail(f"{case.case_id}: {missing}", pytrace=False)
 
 
 def _cores() -> int:
@@ -286,6 +302,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                                     f"{'n':>6s}  verdict")
         for r in report["results"]:
             if r.verdict == "skip":
+                continue
+            if r.top1 is None:  # an error before anything was measured
+                terminalreporter.write_line(f"{r.case_id:58s} {'not measured':>45s}  {r.verdict}")
                 continue
             terminalreporter.write_line(
                 f"{r.case_id:58s} {r.top1:7.4f} {r.expected_top1:8.4f} {r.top1 - r.expected_top1:+8.4f} "

@@ -115,12 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  python -m evaluator list", formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
 
-    p = sub.add_parser("report", help="markdown report and PNG plot of the last pytest run's cases",
+    p = sub.add_parser("report", help="markdown/HTML report and PNG plot of the last pytest run's cases, or of "
+                                      "several jobs' results merged (--merge)",
                        epilog="examples:\n  python -m evaluator report\n"
-                              "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report",
+                              "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report\n"
+                              "  python -m evaluator report --merge jobs/cases-1 jobs/cases-2 --out report",
                        formatter_class=fmt)
     p.add_argument("--results", type=Path, help="results.json written by pytest (default: artifacts/report/results.json)")
-    p.add_argument("--out", type=Path, help="output directory (default: beside the results)")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                   help="combine the results.json of several jobs (their report or artifacts directories) into one "
+                        "report.md, report.html, accuracy.png, results.json and junit.xml, and append one history.csv "
+                        "row per case")
+    p.add_argument("--out", type=Path, help="output directory (default: beside the results; with --merge: "
+                                            "artifacts/report)")
 
     p = sub.add_parser("merge", help="join image shards and other jobs' predictions into one artifacts directory",
                        epilog=EPILOG_MERGE, formatter_class=fmt)
@@ -366,17 +373,29 @@ def cmd_validate(args) -> int:
 def cmd_report(args) -> int:
     from .artifacts import read_json
     from .locations import default_artifacts_dir
-    from .report import CaseResult, markdown_report, plot_results
+    from .report import CaseResult, html_report, markdown_report, plot_results
     from .artifacts import atomic_write_text
 
+    if args.merge:
+        from .report_merge import write_merged_report
+
+        if args.results:
+            raise EvaluatorError("--results and --merge: give the results files or directories to --merge")
+        results, paths = write_merged_report(args.merge, args.out or default_artifacts_dir() / "report")
+        counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "xfail", "error", "skip")}
+        print(f"{len(results)} cases: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+        for name, path in paths.items():
+            print(f"{name}: {path}")
+        return 0
     results_path = args.results or default_artifacts_dir() / "report" / "results.json"
     if not results_path.is_file():
         raise EvaluatorError(f"{results_path} not found: run the regression cases first (`python -m pytest -m regression`)")
     results = [CaseResult(**row) for row in read_json(results_path)]
     out = args.out or results_path.parent
     atomic_write_text(out / "report.md", markdown_report(results))
+    atomic_write_text(out / "report.html", html_report(results))
     plot_results(results, out / "accuracy.png")
-    print(f"report: {out / 'report.md'}\nplot: {out / 'accuracy.png'}")
+    print(f"report: {out / 'report.md'}\nhtml: {out / 'report.html'}\nplot: {out / 'accuracy.png'}")
     return 0
 
 

@@ -109,17 +109,19 @@ class CaseOutcome:
 
 
 def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                 *, recompute: bool = False, shard: Shard | None = None, **knobs) -> RunResult:
+                 *, recompute: bool = False, shard: Shard | None = None, stored_only: bool = False,
+                 **knobs) -> RunResult:
     """Run (or reuse) one case's predictions, of every image or of one image shard, without judging them."""
     check_runtime(case.runtime)
     spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir, **knobs)
-    return predict(dataset, spec, artifacts_dir, recompute=recompute, shard=shard)
+    return predict(dataset, spec, artifacts_dir, recompute=recompute, shard=shard, stored_only=stored_only)
 
 
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, **knobs) -> CaseOutcome:
+                  *, recompute: bool = False, stored_only: bool = False, **knobs) -> CaseOutcome:
     """Run (or reuse) one case's predictions and judge them with the pass/fail rule."""
-    run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute, **knobs)
+    run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute,
+                       stored_only=stored_only, **knobs)
     scores = score(run.predictions)
     choice = choose_expected(baselines, case, dataset.fingerprint)
     expected = choice.expected

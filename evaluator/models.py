@@ -32,6 +32,8 @@ class ModelEntry:
     format: str
     classes: int
     files: dict[str, ModelFile]
+    # evaluated in image shards by the nightly (cases marked `large` in pytest), not as one case per job
+    large: bool = False
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -45,6 +47,7 @@ class ModelEntry:
 
 
 _MODEL_KEYS = {"summary", "format", "recipe", "classes", "files"}
+_OPTIONAL_MODEL_KEYS = {"large"}
 _FILE_KEYS = {"file", "url", "sha256", "prototxt", "recipe"}
 
 
@@ -67,9 +70,11 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
     models = {}
     for name, entry in (raw or {}).items():
         where = f"models.{name}"
-        check_keys(entry, where, _MODEL_KEYS, _MODEL_KEYS, problems)
+        check_keys(entry, where, _MODEL_KEYS | _OPTIONAL_MODEL_KEYS, _MODEL_KEYS, problems)
         if not isinstance(entry, dict):
             continue
+        if not isinstance(entry.get("large", False), bool):
+            problems.append(f"{where}.large: {entry['large']!r} must be true or false")
         if entry.get("format") not in FORMAT_RUNTIMES:
             problems.append(f"{where}.format: {entry.get('format')!r} is not one of {', '.join(FORMAT_RUNTIMES)}")
         if entry.get("classes") not in (1000, 1001):
@@ -95,7 +100,7 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
             problems.append(f"{where}.files: at least one precision is needed")
         models[name] = ModelEntry(
             name=name, summary=str(entry.get("summary", "")), format=str(entry.get("format")),
-            classes=int(entry.get("classes") or 0), files=files,
+            classes=int(entry.get("classes") or 0), files=files, large=entry.get("large") is True,
         )
     return models
 

@@ -335,6 +335,10 @@ def model_batch_size(spec: RunSpec, runtime) -> int:
     return max(spec.batch_size, runtime.max_batch or 0)
 
 
+class StoredPredictionsMissing(ArtifactError):
+    """predict(stored_only=True) found no finished artifact for the run."""
+
+
 class _Abandoned(Exception):
     """Raised in a worker thread whose chunk is no longer wanted."""
 
@@ -369,9 +373,9 @@ def predictions_dir(artifacts_dir: Path, model_path: Path, tta: str, runtime: st
 
 
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
-            progress: bool | None = None, shard: Shard | None = None) -> RunResult:
+            progress: bool | None = None, shard: Shard | None = None, stored_only: bool = False) -> RunResult:
     """Predict every image of the dataset (or of one image shard of it), reusing a finished artifact or the finished
-    chunks of an interrupted run."""
+    chunks of an interrupted run; stored_only: never predict, a missing artifact raises StoredPredictionsMissing."""
     info = inspect_model(spec)
     key = artifact_key(spec, info, dataset)  # a shard keeps the whole dataset's key: merge rebuilds that artifact
     directory = predictions_dir(artifacts_dir, spec.model_path, spec.tta, spec.runtime, key)
@@ -386,6 +390,9 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         if store.is_complete():
             return RunResult(store.load(), store.meta(), reused=len(dataset.image_ids), computed=0,
                              artifact_dir=directory)
+        if stored_only:
+            raise StoredPredictionsMissing(f"no finished predictions in {directory} and --stored-only forbids "
+                                           "predicting: the job or image shard that predicts this case did not finish")
         started = time.monotonic()
         done = store.done_ids()
         chunks = [c for c in _chunks(dataset, spec.chunk_size) if not set(c[1]) <= done]

@@ -1,4 +1,5 @@
-"""Results of a run as a markdown report, a PNG plot of measured vs expected TOP1, and a history CSV.
+"""Results of a run as a markdown and an HTML report, a PNG plot of measured vs expected TOP1, a junit summary and a
+history CSV.
 
 Cases are grouped as in the product README (ONNX, tflite, TensorFlow, official, then any other group alphabetically);
 inside a group they keep the order they were given in (the catalogue order).
@@ -115,26 +116,37 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _row(result: CaseResult) -> str:
-    cells = (
+def row_cells(result: CaseResult) -> tuple[str, ...]:
+    """The texts of a case's table row, one per COLUMNS entry (markdown and HTML reports alike)."""
+    return (
         result.model, result.precision, result.tta, _top1_with_interval(result), _fraction(result.top5),
         _runtime(result), _fraction(result.expected_top1), _fraction(result.expected_top5),
-        _delta(result.top1, result.expected_top1), _band(result), _images(result),
-        f"**{result.verdict}**" if result.verdict in ("fail", "error") else result.verdict,
+        _delta(result.top1, result.expected_top1), _band(result), _images(result), result.verdict,
     )
+
+
+def _row(result: CaseResult) -> str:
+    cells = list(row_cells(result))
+    if result.verdict in ("fail", "error"):
+        cells[-1] = f"**{result.verdict}**"
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
-def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict | None = None) -> str:
-    """Markdown report: a header block, one table per group, notes per case, skipped cases with their reasons."""
-    results = list(results)
+def _header(meta: dict | None) -> dict:
+    """The report's header block: date, evaluator version, dataset, then whatever else meta holds."""
     meta = dict(meta or {})
-    header = {
+    return {
         "date": meta.pop("date", datetime.now(timezone.utc).isoformat(timespec="seconds")),
         "evaluator version": meta.pop("evaluator_version", __version__),
         "dataset": meta.pop("dataset", "unknown"),
         **meta,
     }
+
+
+def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict | None = None) -> str:
+    """Markdown report: a header block, one table per group, notes per case, skipped cases with their reasons."""
+    results = list(results)
+    header = _header(meta)
     counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
     lines = [f"# {title}", ""]
     lines += [f"- {key}: {value}" for key, value in header.items()]
@@ -155,6 +167,62 @@ def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- `{r.case_id}`: {_cell(r.note) or 'no reason given'}" for r in skipped]
     return "\n".join(lines) + "\n"
+
+
+# ---- HTML and junit ------------------------------------------------------------------------------------------------
+
+
+def html_report(results, title: str = "ImageNet accuracy report", meta: dict | None = None) -> str:
+    """The markdown report's content as one HTML page (tables per group, notes, skips, the plot beside it)."""
+    from html import escape
+
+    results = list(results)
+    counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
+    parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>",
+             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+             "padding:2px 6px;text-align:right}td:first-child{text-align:left}"
+             + "".join(f".{v}{{color:{colour}}}" for v, colour in VERDICT_COLOURS.items()) + "</style></head><body>",
+             f"<h1>{escape(title)}</h1><ul>"]
+    parts += [f"<li>{escape(str(key))}: {escape(str(value))}</li>" for key, value in _header(meta).items()]
+    parts.append("<li>verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v]) + "</li></ul>")
+    for group, members in group_results(r for r in results if r.verdict != "skip"):
+        parts.append(f"<h2>{escape(group)}</h2><table><tr>" + "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+                     + "</tr>")
+        for result in members:
+            cells = "".join(f"<td>{escape(str(c))}</td>" for c in row_cells(result)[:-1])
+            parts.append(f"<tr>{cells}<td class=\"{result.verdict}\"><b>{result.verdict}</b></td></tr>")
+        parts.append("</table>")
+        parts += [f"<p><code>{escape(r.case_id)}</code> ({r.verdict}): {escape(r.note)}</p>" for r in members if r.note]
+    skipped = [r for r in results if r.verdict == "skip"]
+    if skipped:
+        parts.append("<h2>Skipped</h2><ul>" + "".join(f"<li><code>{escape(r.case_id)}</code>: {escape(r.note)}</li>"
+                                                        for r in skipped) + "</ul>")
+    parts.append('<p><img src="accuracy.png" alt="measured vs expected TOP1 per case"></p></body></html>')
+    return "\n".join(parts) + "\n"
+
+
+def junit_summary(results, suite_name: str = "imagenet-accuracy") -> str:
+    """One junit XML test case per regression case (fail -> failure, error -> error, skip and xfail -> skipped),
+    with measured, expected, band and n as properties."""
+    import xml.etree.ElementTree as ET
+
+    results = list(results)
+    suite = ET.Element("testsuite", name=suite_name, tests=str(len(results)),
+                       failures=str(sum(r.verdict == "fail" for r in results)),
+                       errors=str(sum(r.verdict == "error" for r in results)),
+                       skipped=str(sum(r.verdict in ("skip", "xfail") for r in results)))
+    for result in results:
+        case = ET.SubElement(suite, "testcase", classname="regression", name=result.case_id)
+        properties = ET.SubElement(case, "properties")
+        for name, value in (("TOP1_measured", result.top1), ("TOP1_expected", result.expected_top1),
+                            ("TOP1_band", result.band_top1), ("TOP5_measured", result.top5),
+                            ("TOP5_expected", result.expected_top5), ("n_images", result.n)):
+            if value is not None:
+                ET.SubElement(properties, "property", name=name, value=str(value))
+        tag = {"fail": "failure", "error": "error", "skip": "skipped", "xfail": "skipped"}.get(result.verdict)
+        if tag:
+            ET.SubElement(case, tag, message=(f"xfail: {result.note}" if result.verdict == "xfail" else result.note))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
 # ---- plot ------------------------------------------------------------------------------------------------------------
@@ -281,17 +349,20 @@ def append_history(results, csv_path: Path, evaluator_version: str = __version__
 
 
 def write_report(results, out_dir: Path, meta: dict | None = None) -> dict[str, Path]:
-    """Write report.md and accuracy.png (atomically) and append history.csv in out_dir; returns their paths."""
+    """Write report.md, report.html and accuracy.png (atomically) and append history.csv in out_dir; returns their
+    paths."""
     out_dir = Path(out_dir)
     meta = dict(meta or {})
     results = list(results)
     paths = {
         "report": out_dir / "report.md",
+        "html": out_dir / "report.html",
         "plot": out_dir / "accuracy.png",
         "history": out_dir / "history.csv",
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths["report"], markdown_report(results, meta=meta))
+    atomic_write_text(paths["html"], html_report(results, meta=meta))
     plot_results(results, paths["plot"])
     append_history(results, paths["history"], meta.get("evaluator_version", __version__))
     return paths

@@ -131,13 +131,17 @@ def test_history_refuses_a_file_with_other_columns(results, tmp_path):
     assert path.read_text(encoding="utf-8") == "when,what\n2024,x\n"
 
 
-def test_write_report_writes_all_three_files(results, tmp_path):
+def test_write_report_writes_all_four_files(results, tmp_path):
     out_dir = tmp_path / "report"
     paths = write_report(results, out_dir, {"dataset": "fixtures", "evaluator_version": "9.9"})
-    assert set(paths) == {"report", "plot", "history"}
+    assert set(paths) == {"report", "html", "plot", "history"}
     assert "- evaluator version: 9.9" in paths["report"].read_text(encoding="utf-8")
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "<li>evaluator version: 9.9</li>" in html and "<li>dataset: fixtures</li>" in html
+    assert html.count("<tr>") == 5 + 5  # a header row per group, a row per measured case
     assert paths["plot"].read_bytes().startswith(PNG_SIGNATURE)
     write_report(results, out_dir, {"evaluator_version": "9.9"})
     history = read_history(paths["history"])
     assert len(history) == 1 + 2 * 5 and history[1][4] == "9.9"
-    assert sorted(p.name for p in out_dir.iterdir()) == ["accuracy.png", "history.csv", "history.csv.lock", "report.md"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["accuracy.png", "history.csv", "history.csv.lock", "report.html",
+                                                             "report.md"]
