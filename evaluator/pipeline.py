@@ -381,7 +381,7 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
     directory = predictions_dir(artifacts_dir, spec.model_path, spec.tta, spec.runtime, key)
     shard_meta = {}
     if shard is not None:
-        shard_meta = {**shard.meta(dataset), "dataset_fingerprint": dataset.fingerprint}
+        shard_meta = {**shard.meta(len(dataset)), "dataset_fingerprint": dataset.fingerprint}
         directory, dataset = directory.with_name(directory.name + shard.dir_suffix), shard.select(dataset)
     store = PredictionStore(directory)
     with file_lock(directory):  # a second process evaluating the same case waits here, then reuses

@@ -51,10 +51,10 @@ class Shard:
                                  f"use at most {len(dataset):,} shards")
         return select(dataset, ids)
 
-    def meta(self, dataset: Dataset) -> dict:
-        """What a shard's meta.json records about the whole dataset and this shard (under SHARD_META_KEY)."""
-        return {SHARD_META_KEY: {"index": self.index, "count": self.count, "n_images": self.size(len(dataset)),
-                                 "dataset_n_images": len(dataset)}}
+    def meta(self, n_images: int) -> dict:
+        """What a shard's meta.json records about this shard of an n_images dataset (under SHARD_META_KEY)."""
+        return {SHARD_META_KEY: {"index": self.index, "count": self.count, "n_images": self.size(n_images),
+                                 "dataset_n_images": n_images}}
 
 
 def parse_shard(text: str) -> Shard:

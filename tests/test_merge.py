@@ -15,7 +15,7 @@ from imagenet_factory import make_imagenet
 from evaluator.cli import main
 from evaluator.dataset import load_dataset, select
 from evaluator.locations import fixtures_dir
-from evaluator.pipeline import RunSpec, predict
+from evaluator.pipeline import RunSpec, StoredPredictionsMissing, predict
 from evaluator.preprocess import get_recipe
 from evaluator.runtimes.fake import FakeModel
 from evaluator.shard import Shard
@@ -63,6 +63,13 @@ def test_merged_shards_are_byte_identical_to_an_unsharded_run_and_reused(shards,
 
     code, out, _ = _merge(capsys, tmp_path / "merged", *dirs)  # merging again changes nothing
     assert code == 0 and out.startswith("unchanged (3 shards")
+
+
+def test_stored_only_judges_what_is_stored_and_never_predicts(shards, dataset, tmp_path):
+    dirs, _ = shards
+    with pytest.raises(StoredPredictionsMissing, match="--stored-only forbids predicting"):
+        predict(dataset, _spec(tmp_path), dirs[0], stored_only=True)  # only a shard is stored there
+    assert not list((dirs[0] / "predictions").glob("*/parts"))
 
 
 def test_a_missing_shard_is_refused_in_one_line(shards, tmp_path, capsys):
@@ -133,8 +140,8 @@ def real_fixtures():
 
 
 def _pytest(*args, cwd=ROOT) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m",
-                             "regression", "-k", CASE, f"--imagenet-dir={fixtures_dir() / 'imagenet'}", *args],
+    return subprocess.Popen([sys.executable, "-m", "pytest", "tests/test_regression.py", "-p", "no:cacheprovider",
+                             "-m", "regression", "-k", CASE, f"--imagenet-dir={fixtures_dir() / 'imagenet'}", *args],
                             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -169,7 +176,7 @@ def test_three_shard_processes_merge_into_the_unsharded_artifact_and_judge_witho
     assert merged_csv.parent.name == unsharded_csv.parent.name  # the normal cache key
     assert merged_csv.read_bytes() == unsharded_csv.read_bytes()
 
-    code, out = _finish(_pytest(f"--artifacts-dir={tmp_path / 'merged'}"))
+    code, out = _finish(_pytest(f"--artifacts-dir={tmp_path / 'merged'}", "--stored-only"))
     assert "0 images predicted, 700 reused" in out
     assert code == unsharded_code
     assert _verdict_lines(out) and _verdict_lines(out) == _verdict_lines(unsharded_out)
