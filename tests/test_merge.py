@@ -151,7 +151,7 @@ def _finish(process: subprocess.Popen) -> tuple[int, str]:
 
 
 def _verdict_lines(output: str) -> list[str]:
-    return re.findall(rf"^{CASE}\s+.*$", output, re.M)
+    return re.findall(rf"^{CASE}\s+[\d.]+\s.*$", output, re.M)  # the accuracy table's rows
 
 
 @pytest.mark.fixtures
@@ -176,10 +176,15 @@ def test_three_shard_processes_merge_into_the_unsharded_artifact_and_judge_witho
     assert merged_csv.parent.name == unsharded_csv.parent.name  # the normal cache key
     assert merged_csv.read_bytes() == unsharded_csv.read_bytes()
 
-    code, out = _finish(_pytest(f"--artifacts-dir={tmp_path / 'merged'}", "--stored-only"))
+    # judged from the merged predictions, with the measured values recorded (into a copy of baselines.yaml)
+    shutil.copy(ROOT / "baselines.yaml", tmp_path / "baselines.yaml")
+    code, out = _finish(_pytest(f"--artifacts-dir={tmp_path / 'merged'}", "--stored-only", "--update-baselines",
+                                f"--baselines={tmp_path / 'baselines.yaml'}"))
     assert "0 images predicted, 700 reused" in out
     assert code == unsharded_code
     assert _verdict_lines(out) and _verdict_lines(out) == _verdict_lines(unsharded_out)
+    assert re.search(rf"{CASE} \[[0-9a-f]{{16}}, n=700\]: new top1 0\.\d{{4}}", out)
+    assert list((tmp_path / "baselines").glob("*.csv.gz"))  # the per-image record of the merged predictions
 
     # refusals, one line each: a missing shard, and a shard of another model under the same file name
     missing = subprocess.run([sys.executable, "-m", "evaluator", "merge", "--artifacts-dir", str(tmp_path / "m2"),
