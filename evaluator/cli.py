@@ -279,12 +279,12 @@ def cmd_accuracy(args) -> int:
 def _stored_run_dir(args, dataset) -> Path:
     """The finished predictions artifact of this model/recipe/TTA/runtime/dataset, without running anything."""
     from .locations import default_artifacts_dir
-    from .pipeline import artifact_key, inspect_model
+    from .pipeline import artifact_key, inspect_model, predictions_dir
 
     spec = _run_spec(args)
     key = artifact_key(spec, inspect_model(spec), dataset)
-    directory = (args.artifacts_dir or default_artifacts_dir()) / "predictions" / \
-        f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
+    directory = predictions_dir(args.artifacts_dir or default_artifacts_dir(), spec.model_path, spec.tta,
+                                spec.runtime, key)
     if not (directory / "meta.json").is_file():
         raise EvaluatorError(f"no finished predictions for this model, recipe, TTA, runtime and dataset "
                              f"(looked in {directory}); run `python -m evaluator predict` with the same options first")

@@ -114,15 +114,12 @@ def check_shards(case: str, shards: list[Found]) -> str | None:
     shards = sorted(shards, key=lambda s: (s.shard.index, str(s.directory)))
     reference = shards[0]
     for key, name in SAME_FIELDS + ((SHARD_META_KEY, "shard count"),):
-        def value(s):
-            return s.shard.count if key == SHARD_META_KEY else s.meta.get(key)
-        odd = [s for s in shards if value(s) != value(reference)]
+        odd = [s for s in shards if _field(s, key) != _field(reference, key)]
         if odd:
-            others = [s for s in shards if value(s) == value(reference)]
+            others = [s for s in shards if _field(s, key) == _field(reference, key)]
             return (f"refusing to merge {case}: {_names(odd)} in {', '.join(str(s.root) for s in odd)} "
-                    f"{'has' if len(odd) == 1 else 'have'} "
-                    f"{name} {_short(value(odd[0]))}, {_names(others)} {'has' if len(others) == 1 else 'have'} "
-                    f"{_short(value(reference))}")
+                    f"{'has' if len(odd) == 1 else 'have'} {name} {_short(_field(odd[0], key))}, "
+                    f"{_names(others)} {'has' if len(others) == 1 else 'have'} {_short(_field(reference, key))}")
     count = reference.shard.count
     n_images = int(reference.meta[SHARD_META_KEY]["dataset_n_images"])
     by_index = defaultdict(list)
@@ -145,15 +142,20 @@ def check_shards(case: str, shards: list[Found]) -> str | None:
     return None
 
 
+def _field(artifact: Found, key: str):
+    return artifact.shard.count if key == SHARD_META_KEY else artifact.meta.get(key)
+
+
 def _write_merged(shards: list[Found], out_dir: Path) -> Merged:
     shards = sorted(shards, key=lambda s: s.shard.index)
     tables = [PredictionStore(s.directory).load() for s in shards]  # checks each table against its sha256
-    predictions = Predictions.concat(tables).sorted_by_id()
+    combined = Predictions.concat(tables)
+    predictions = combined.sorted_by_id()
     count = len(shards)
     # Shard K holds the images at sorted positions K-1, K-1+N, ...: anything else means the shards were cut from
     # different image lists, whatever their fingerprints say.
     owner = np.concatenate([np.full(len(t), s.shard.index - 1) for s, t in zip(shards, tables)])
-    owner = owner[np.argsort(Predictions.concat(tables).image_ids, kind="stable")]
+    owner = owner[np.argsort(combined.image_ids, kind="stable")]
     if len(np.unique(predictions.image_ids)) != len(predictions) or \
             not np.array_equal(owner, np.arange(len(predictions)) % count):
         raise EvaluatorError(f"the shards' image ids do not interleave as shards of one sorted list "
