@@ -72,8 +72,22 @@ def find_artifacts(roots: list[Path]) -> list[Found]:
         if not metas:
             raise EvaluatorError(f"{root}: no finished predictions artifact (looked for {META_JSON} in "
                                  f"{root}, {root}/predictions/* and {root}/*/predictions/*)")
-        found += [Found(path.parent, PredictionStore(path.parent).meta(), root) for path in metas]
+        found += [Found(path.parent, _checked_meta(path.parent), root) for path in metas]
     return found
+
+
+def _checked_meta(directory: Path) -> dict:
+    """meta.json of an artifact, with what merging needs; ArtifactError naming the file otherwise."""
+    meta = PredictionStore(directory).meta()
+    missing = [key for key in ("model_path", "tta", "runtime", "artifact_key", TABLE_META_KEY) if key not in meta]
+    if missing:
+        raise ArtifactError(f"{directory / META_JSON}: no {', '.join(missing)}; not a predictions artifact this "
+                            "version of the evaluator wrote")
+    try:
+        shard_of(meta)
+    except EvaluatorError as exc:
+        raise ArtifactError(f"{directory / META_JSON}: {exc}") from None
+    return meta
 
 
 def merge_artifacts(roots: list[Path], out_dir: Path) -> list[Merged]:
@@ -134,9 +148,8 @@ def check_shards(case: str, shards: list[Found]) -> str | None:
         return (f"cannot merge {case}: {len(by_index)} of {count} shards found ({_dirs(shards)}); "
                 + "; ".join(parts) + f"; {n_images:,} images in all")
     for s in shards:
-        expected, recorded = s.shard.size(n_images), int(s.meta[SHARD_META_KEY]["n_images"])
-        rows = (s.meta.get(TABLE_META_KEY) or {}).get("rows")
-        if recorded != expected or rows != expected:
+        expected, rows = s.shard.size(n_images), (s.meta.get(TABLE_META_KEY) or {}).get("rows")
+        if rows != expected:
             return (f"cannot merge {case}: shard {s.shard} in {s.root} holds {rows} images, expected {expected:,} "
                     f"of {n_images:,}")
     return None

@@ -69,8 +69,18 @@ def parse_shard(text: str) -> Shard:
 
 
 def shard_of(meta: dict) -> Shard | None:
-    """The shard a predictions artifact's meta.json records, None for a complete artifact."""
+    """The shard a predictions artifact's meta.json records, None for a complete artifact; EvaluatorError when the
+    record is malformed."""
     recorded = meta.get(SHARD_META_KEY)
     if recorded is None:
         return None
-    return Shard(int(recorded["index"]), int(recorded["count"]))
+    try:
+        index, count, n_images, dataset_n_images = (int(recorded[key]) for key in (
+            "index", "count", "n_images", "dataset_n_images"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EvaluatorError(f"malformed {SHARD_META_KEY!r} entry {recorded!r} ({type(exc).__name__}: {exc})") from None
+    shard = Shard(index, count)
+    if n_images != shard.size(dataset_n_images):
+        raise EvaluatorError(f"image shard {shard} of {dataset_n_images} images holds {shard.size(dataset_n_images)} "
+                             f"images, the record says {n_images}")
+    return shard

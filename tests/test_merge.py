@@ -3,6 +3,7 @@ else is refused with one line naming the shards and counts."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -117,6 +118,18 @@ def test_complete_artifacts_of_other_jobs_are_copied_and_a_conflict_is_refused(s
     (unsharded.artifact_dir / "predictions.csv").write_bytes(b"image_id\n")  # damaged in the job's download
     code, _, err = _merge(capsys, tmp_path / "merged2", tmp_path / "unsharded")
     assert code == 2 and "contents differ from the sha256" in err and not (tmp_path / "merged2" / "predictions").exists()
+
+
+@pytest.mark.parametrize("edit", [lambda meta: meta.pop("model_path"), lambda meta: meta["shard"].pop("count"),
+                                  lambda meta: meta["shard"].update(index=7)])
+def test_a_damaged_shard_meta_is_one_line(shards, tmp_path, capsys, edit):
+    dirs, _ = shards
+    [meta_path] = (dirs[1] / "predictions").glob("*/meta.json")
+    meta = json.loads(meta_path.read_text())
+    edit(meta)
+    meta_path.write_text(json.dumps(meta))
+    code, _, err = _merge(capsys, tmp_path / "merged", *dirs)
+    assert code == 2 and len(err.splitlines()) == 1 and f"{meta_path}: " in err
 
 
 def test_an_input_without_artifacts_is_one_line(tmp_path, capsys):
