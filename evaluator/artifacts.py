@@ -525,7 +525,12 @@ _PLAIN_ROW = ",".join(["%s", "%d", *["%d"] * len(ID_COLUMNS), *[SCORE_FORMAT] * 
 
 def write_predictions_record(predictions: Predictions, path: str | os.PathLike) -> None:
     """A compact, reproducible (gzip mtime 0) copy of a predictions table, e.g. beside baselines.yaml."""
-    atomic_write_bytes(path, gzip.compress(_csv_bytes(predictions.sorted_by_id()), mtime=0))
+    atomic_write_bytes(path, predictions_record_bytes(predictions))
+
+
+def predictions_record_bytes(predictions: Predictions) -> bytes:
+    """The bytes write_predictions_record stores: equal tables give equal bytes."""
+    return gzip.compress(_csv_bytes(predictions.sorted_by_id()), mtime=0)
 
 
 def read_predictions_record(path: str | os.PathLike) -> Predictions:

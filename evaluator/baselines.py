@@ -1,19 +1,17 @@
-"""baselines.yaml: load and validate, list the regression cases, pick each case's expected values, judge, update.
+"""baselines.yaml: load and validate, list the regression cases, record measured baselines.
 
-The pass/fail rule lives here and only here (`judge`); tests, CLI and report call it.
+The pass/fail rule that compares a case with these numbers lives in evaluator/verdict.py (`judge_case`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BaselinesError, did_you_mean
 from .locations import REPO_ROOT
-from .metrics import band as band_half_width
 from .models import ModelEntry, check_keys, parse_models
 from .preprocess import TTA_MODES
 
@@ -23,7 +21,7 @@ _TOP_KEYS = {"schema", "policy", "sources", "models", "documented", "official", 
 _SOURCE_KEYS = {"kind", "runtime", "runtime_version", "n", "date", "reference"}
 _ENTRY_KEYS = {"model", "precision", "tta", "top1", "top5", "source", "tolerance", "known_bad", "why"}
 _MEASURED_KEYS = {"model", "precision", "tta", "runtime", "runtime_version", "top1", "top5", "n", "fingerprint",
-                  "date", "evaluator_version", "predictions"}
+                  "date", "evaluator_version", "predictions", "accepted_gap"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,7 @@ class Expected:
     known_bad: str | None = None
     why: str | None = None
     predictions: str | None = None   # measured only: per-image record beside baselines.yaml
+    accepted_gap: str | None = None  # measured only: why its documented gap was accepted (--accept-documented-gap)
 
 
 @dataclass(frozen=True)
@@ -237,8 +236,8 @@ def _parse_measured(raw: list, models, problems: list[str]):
     seen = {}
     for i, entry in enumerate(raw):
         where = f"measured[{i}]"
-        if not check_keys(entry, where, _MEASURED_KEYS, _MEASURED_KEYS - {"predictions", "evaluator_version"},
-                          problems):
+        if not check_keys(entry, where, _MEASURED_KEYS,
+                          _MEASURED_KEYS - {"predictions", "evaluator_version", "accepted_gap"}, problems):
             continue
         _check_case_keys(entry, where, models, problems)
         if not isinstance(entry["n"], int) or entry["n"] <= 0:
@@ -255,6 +254,7 @@ def _parse_measured(raw: list, models, problems: list[str]):
             runtime_version=str(entry["runtime_version"]), date=str(entry["date"]),
             reference="pytest --update-baselines", fingerprint=str(entry["fingerprint"]),
             predictions=entry.get("predictions"),
+            accepted_gap=None if entry.get("accepted_gap") is None else str(entry["accepted_gap"]),
         )
 
 
@@ -274,96 +274,6 @@ def list_cases(baselines: Baselines) -> list[Case]:
             for runtime in baselines.models[entry.model].runtimes:
                 cases.append(Case(entry.model, entry.precision, entry.tta, runtime, kind))
     return cases
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The expected values a case is judged against, with the tolerance and why it was chosen."""
-
-    expected: Expected
-    tolerance: float
-    basis: str  # e.g. "measured on litert, same 700 images"
-
-
-def choose_expected(baselines: Baselines, case: Case, fingerprint: str | None) -> Choice:
-    """Measured for this runtime and image set (tight), else documented for this runtime, else cross-runtime."""
-    policy = baselines.policy
-    if case.kind == "official":
-        entry = next(e for e in baselines.official if (e.model, e.precision, e.tta) == (case.model, case.precision, case.tta))
-        return Choice(entry, _tol(entry, policy.documented), f"official benchmark ({entry.reference})")
-    combo = (case.model, case.precision, case.tta)
-    for entry in baselines.measured:
-        if (entry.model, entry.precision, entry.tta, entry.runtime, entry.fingerprint) == (*combo, case.runtime, fingerprint):
-            return Choice(entry, policy.measured, f"measured on {entry.runtime_version}, same {entry.n} images")
-    documented = [e for e in baselines.documented if (e.model, e.precision, e.tta) == combo]
-    for entry in documented:
-        if entry.runtime == case.runtime:
-            return Choice(entry, _tol(entry, policy.documented), f"documented for {entry.runtime_version}")
-    entry = documented[0]
-    return Choice(entry, max(_tol(entry, policy.documented), policy.cross_runtime),
-                  f"documented for {entry.runtime_version}, another runtime: cross-runtime tolerance")
-
-
-def _tol(entry: Expected, default: float) -> float:
-    return default if entry.tolerance is None else entry.tolerance
-
-
-# --- the pass/fail rule --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Judgement:
-    metric: str
-    measured: float
-    expected: float
-    band: float
-    n: int
-    n_population: int
-
-    @property
-    def delta(self) -> float:
-        return self.measured - self.expected
-
-    @property
-    def passed(self) -> bool:
-        # A tiny epsilon keeps a value printed at 4 decimals exactly on the band edge from flipping.
-        return abs(self.delta) <= self.band + 1e-9
-
-    def describe(self) -> str:
-        sign = "+" if self.delta >= 0 else ""
-        return (f"{self.metric} measured {self.measured:.4f}, expected {self.expected:.4f} "
-                f"(delta {sign}{self.delta:.4f}, band ±{self.band:.4f}, n={self.n:,} of {self.n_population:,})")
-
-
-def judge(metric: str, measured: float, expected: float, n: int, n_population: int, tolerance: float,
-          z: float) -> Judgement:
-    """DESIGN's rule: |measured - expected| <= tolerance + z * SE(expected, n) * sqrt((N - n) / (N - 1)), two-sided."""
-    if n <= 0:
-        raise ValueError(f"cannot judge {metric} on {n} images")
-    n_population = max(n_population, n)
-    band = band_half_width(expected, n, n_population, tolerance, z)
-    if math.isnan(measured):
-        band = float("nan")
-    return Judgement(metric, measured, expected, band, n, n_population)
-
-
-def case_verdict(judgements: list[Judgement], paired=None, failed_images: int = 0,
-                 alpha: float = 0.01) -> tuple[bool, str]:
-    """The whole pass/fail rule of a case: (passed, why).
-
-    Damaged images fail the case. With a per-image baseline, identical predictions pass whatever the band says,
-    and a significant paired TOP1 loss (exact McNemar p < alpha) fails even inside the band.
-    """
-    if failed_images:
-        return False, f"{failed_images} image(s) could not be evaluated"
-    if paired is not None and paired.n_common and paired.identical_predictions:
-        return True, f"identical per-image predictions on {paired.n_common} images"
-    if paired is not None and paired.top1_lost > paired.top1_gained and paired.top1_p < alpha:
-        return False, f"significant paired TOP1 loss (p={paired.top1_p:.2g} < {alpha})"
-    failed = [j.metric for j in judgements if not j.passed]
-    if failed:
-        return False, f"{' and '.join(failed)} outside the band"
-    return True, "inside the band"
 
 
 # --- update -----------------------------------------------------------------------------------------------
@@ -389,58 +299,158 @@ class MeasuredRecord:
     fingerprint: str
     evaluator_version: str
     predictions: str | None = None
+    accepted_gap: str | None = None  # required when the value fails its documented check
+    record_changed: bool = False  # the per-image record file was (re)written with other predictions
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.model, self.precision, self.tta, self.runtime, self.fingerprint)
 
 
-def update_measured(path: str | Path, records: list[MeasuredRecord], today: str | None = None) -> list[str]:
-    """Record measured baselines in baselines.yaml; returns one 'old -> new' line per value. Writes atomically.
+@dataclass
+class UpdateSummary:
+    """What update_measured did: one line per changed entry, the count left alone, entries no case uses."""
 
-    Documented and official entries, comments and order are kept; only the `measured:` list changes.
+    changes: list[str]
+    unchanged: int
+    unused: list[str]  # measured entries whose model/precision/TTA/runtime no regression case has any more
+    pruned: list[str]  # of those, the ones removed (--prune-baselines)
+
+    def lines(self) -> list[str]:
+        lines = list(self.changes) + [f"{self.unchanged} measured entr{'y' if self.unchanged == 1 else 'ies'} "
+                                      f"unchanged (file and dates left as they were)"]
+        lines += [f"pruned: {entry}" for entry in self.pruned]
+        lines += [f"unused (no case uses it; --prune-baselines removes it): {entry}"
+                  for entry in self.unused if entry not in self.pruned]
+        return lines
+
+
+def _measured_key(entry) -> tuple[str, str, str, str, str]:
+    return (str(entry["model"]), str(entry["precision"]), str(entry["tta"]), str(entry["runtime"]),
+            str(entry["fingerprint"]))
+
+
+def unused_records(baselines_path: Path, referenced: set[str]) -> list[Path]:
+    """Per-image record files under baselines/ that no measured entry refers to."""
+    directory = Path(baselines_path).parent / "baselines"
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.csv.gz") if f"baselines/{p.name}" not in referenced)
+
+
+def update_measured(path: str | Path, records: list[MeasuredRecord], today: str | None = None,
+                    prune: bool = False) -> UpdateSummary:
+    """Record measured baselines in baselines.yaml, writing only entries whose values changed. Writes atomically.
+
+    Documented and official entries, comments, order and the dates of unchanged entries are kept; only the
+    `measured:` list changes. Entries (and per-image records) that no regression case uses any more are listed,
+    and removed with prune=True.
     """
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedSeq
 
     from .artifacts import atomic_write_text, file_lock
 
     path = Path(path)
     today = today or _dt.date.today().isoformat()
-    changes = []
+    changes, unchanged = [], 0
     with file_lock(path):
         yaml = _yaml()
         data = yaml.load(path.read_text(encoding="utf-8"))
         if not data.get("measured"):
             data["measured"] = CommentedSeq()
         measured = data["measured"]
-        for record in sorted(records, key=lambda r: (r.model, r.precision, r.tta, r.runtime)):
-            key = (record.model, record.precision, record.tta, record.runtime, record.fingerprint)
-            existing = next((m for m in measured if (m["model"], str(m["precision"]), m["tta"], m["runtime"],
-                                                     str(m["fingerprint"])) == key), None)
-            case = f"{record.model}-{record.precision}-{record.tta}-{record.runtime} [{record.fingerprint}, n={record.n}]"
-            values = {"top1": round(record.top1, 6), "top5": round(record.top5, 6)}
-            if existing is None:
-                entry = CommentedMap()
-                for field in ("model", "precision", "tta", "runtime", "runtime_version"):
-                    entry[field] = getattr(record, field)
-                entry.update(values)
-                entry.update(n=record.n, fingerprint=record.fingerprint, date=today,
-                             evaluator_version=record.evaluator_version)
-                if record.predictions:
-                    entry["predictions"] = record.predictions
-                measured.append(entry)
-                changes.append(f"{case}: new top1 {values['top1']:.4f}, top5 {values['top5']:.4f}")
-                continue
-            for metric, new in values.items():
-                old = existing[metric]
-                if float(old) != new:
-                    changes.append(f"{case}: {metric} {float(old):.4f} -> {new:.4f}")
-                existing[metric] = new
-            existing.update(runtime_version=record.runtime_version, n=record.n, date=today,
-                            evaluator_version=record.evaluator_version)
-            if record.predictions:
-                existing["predictions"] = record.predictions
-        buffer = io.StringIO()
-        yaml.dump(data, buffer)
-        problems: list[str] = []
-        _parse(path, _yaml().load(buffer.getvalue()), problems)
-        if problems:  # never leave a file the next run cannot read
-            raise BaselinesError(f"{path}: update refused, it would produce: " + "; ".join(problems))
-        atomic_write_text(path, buffer.getvalue())
-    return changes
+        for record in sorted(records, key=lambda r: r.key):
+            existing = next((m for m in measured if _measured_key(m) == record.key), None)
+            change = _apply_record(measured, existing, record, today)
+            if change:
+                changes.append(change)
+            else:
+                unchanged += 1
+        unused, pruned = _unused_entries(path, data, measured, prune)
+        if changes or any(entry.startswith("measured ") for entry in pruned):
+            text = _dump(data)
+            problems: list[str] = []
+            _parse(path, _yaml().load(text), problems)
+            if problems:  # never leave a file the next run cannot read
+                raise BaselinesError(f"{path}: update refused, it would produce: " + "; ".join(problems))
+            atomic_write_text(path, text)
+        for entry in pruned:
+            if entry.startswith("per-image record "):
+                (path.parent / entry.removeprefix("per-image record ")).unlink(missing_ok=True)
+    return UpdateSummary(changes, unchanged, unused, pruned)
+
+
+def _apply_record(measured, existing, record: MeasuredRecord, today: str) -> str | None:
+    """Add or update one entry in place; the 'old -> new' line, or None when nothing changed."""
+    from ruamel.yaml.comments import CommentedMap
+
+    case = f"{record.model}-{record.precision}-{record.tta}-{record.runtime} [{record.fingerprint}, n={record.n}]"
+    values = {"top1": round(record.top1, 6), "top5": round(record.top5, 6)}
+    if existing is None:
+        entry = CommentedMap()
+        for name in ("model", "precision", "tta", "runtime", "runtime_version"):
+            entry[name] = getattr(record, name)
+        entry.update(values)
+        entry.update(n=record.n, fingerprint=record.fingerprint, date=today,
+                     evaluator_version=record.evaluator_version)
+        if record.predictions:
+            entry["predictions"] = record.predictions
+        if record.accepted_gap:
+            entry["accepted_gap"] = record.accepted_gap
+        measured.append(entry)
+        gap = f" (documented gap accepted: {record.accepted_gap})" if record.accepted_gap else ""
+        return f"{case}: new top1 {values['top1']:.4f}, top5 {values['top5']:.4f}{gap}"
+    parts = [f"{metric} {float(existing[metric]):.4f} -> {new:.4f}" for metric, new in values.items()
+             if float(existing[metric]) != new]
+    if int(existing["n"]) != record.n:
+        parts.append(f"n {existing['n']} -> {record.n}")
+    if str(existing["runtime_version"]) != record.runtime_version:
+        parts.append(f"runtime_version {existing['runtime_version']} -> {record.runtime_version}")
+    if existing.get("accepted_gap") != record.accepted_gap:
+        parts.append(f"accepted_gap {existing.get('accepted_gap')!r} -> {record.accepted_gap!r}")
+    if record.predictions and existing.get("predictions") != record.predictions:
+        parts.append(f"per-image record {existing.get('predictions')} -> {record.predictions}")
+    elif record.record_changed:
+        parts.append("per-image record rewritten (other predictions, same totals)")
+    if not parts:
+        return None
+    existing.update(values)
+    existing.update(runtime_version=record.runtime_version, n=record.n, date=today,
+                    evaluator_version=record.evaluator_version)
+    if record.predictions:
+        existing["predictions"] = record.predictions
+    if record.accepted_gap:
+        existing["accepted_gap"] = record.accepted_gap
+    elif "accepted_gap" in existing:
+        del existing["accepted_gap"]
+    return f"{case}: " + ", ".join(parts)
+
+
+def _unused_entries(path: Path, data, measured, prune: bool) -> tuple[list[str], list[str]]:
+    """Measured entries and record files no regression case uses: (listed, removed from `measured`)."""
+    problems: list[str] = []
+    parsed = _parse(path, _yaml().load(_dump(data)), problems)
+    if parsed is None:
+        return [], []
+    cases = {(c.model, c.precision, c.tta, c.runtime) for c in list_cases(parsed)}
+    unused, pruned, keep = [], [], []
+    for entry in measured:
+        key = _measured_key(entry)
+        if key[:4] in cases:
+            keep.append(entry)
+            continue
+        unused.append("measured " + "-".join(key[:4]) + f" [{key[4]}]")
+    referenced = {str(e.get("predictions")) for e in keep}
+    unused += [f"per-image record {p.relative_to(path.parent)}" for p in unused_records(path, referenced)]
+    if prune and len(keep) != len(measured):
+        pruned = [u for u in unused if u.startswith("measured ")]
+        measured[:] = keep
+    if prune:
+        pruned += [u for u in unused if u.startswith("per-image record ")]
+    return unused, pruned
+
+
+def _dump(data) -> str:
+    buffer = io.StringIO()
+    _yaml().dump(data, buffer)
+    return buffer.getvalue()

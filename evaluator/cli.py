@@ -267,13 +267,36 @@ def cmd_accuracy(args) -> int:
     else:
         run_dir = _stored_run_dir(args, dataset)
         predictions, where = PredictionStore(run_dir).load(), run_dir
-    lines = score(predictions).lines(dataset.n_listed)
+    scores = score(predictions)
+    lines = scores.lines(dataset.n_listed)
     for line in lines:
+        print(line)
+    for line in _verdict_lines(args, dataset, predictions, scores):
         print(line)
     output = args.output or (Path(where) / "results.txt")
     atomic_write_text(output, "\n".join(lines) + "\n")
     print(f"results: {output}")
     return 0
+
+
+def _verdict_lines(args, dataset, predictions, scores) -> list[str]:
+    """The pass/fail rule's verdict (verdict.judge_case) when -m names a catalogue model with a documented case."""
+    if not args.model or args.predictions:
+        return []
+    from .baselines import list_cases
+    from .evaluate import resolve_runtime
+    from .verdict import Measurement, judge_case
+
+    baselines = _baselines(args)
+    entry = baselines.model(args.model)
+    key = (args.model, args.precision or next(iter(entry.files)), args.tta, resolve_runtime(args.runtime, entry.format))
+    case = next((c for c in list_cases(baselines)
+                 if (c.model, c.precision, c.tta, c.runtime) == key and c.kind == "documented"), None)
+    if case is None:
+        return [f"no documented case for {'-'.join(key)}: nothing to judge against"]
+    measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
+                              fingerprint=dataset.fingerprint, predictions=predictions)
+    return judge_case(measurement, baselines, case).lines(dataset.class_names)
 
 
 def _stored_run_dir(args, dataset) -> Path:

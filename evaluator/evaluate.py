@@ -7,15 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import Predictions, read_predictions_record
-from .baselines import Baselines, Case, Choice, Judgement, case_verdict, choose_expected, judge
+from .artifacts import Predictions
+from .baselines import Baselines, Case
 from .dataset import Dataset
 from .errors import EvaluatorError, RuntimeUnavailable, did_you_mean
-from .metrics import PairedComparison, accuracy, largest_class_changes, paired_compare, topk_hits, wilson_interval
+from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
 from .preprocess import get_recipe
 from .shard import Shard
+from .verdict import Measurement, Verdict, judge_case
 
 
 class ModelFileMissing(EvaluatorError):
@@ -87,25 +88,17 @@ def check_runtime(runtime: str) -> None:
 
 @dataclass
 class CaseOutcome:
-    """A judged case: what ran, what it scored, what it was compared with."""
+    """A judged case: what ran, what it scored, and the verdict of the pass/fail rule."""
 
     case: Case
     run: RunResult
     scores: Scores
-    choice: Choice
-    judgements: list[Judgement]
-    alpha: float
+    verdict: Verdict
     failed_images: dict[str, str] = field(default_factory=dict)
-    paired: PairedComparison | None = None
-    baseline_predictions: Predictions | None = None
-
-    @property
-    def verdict(self) -> tuple[bool, str]:
-        return case_verdict(self.judgements, self.paired, len(self.failed_images), self.alpha)
 
     @property
     def passed(self) -> bool:
-        return self.verdict[0]
+        return self.verdict.passed
 
 
 def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
@@ -119,36 +112,25 @@ def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir:
 
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
                   *, recompute: bool = False, stored_only: bool = False, **knobs) -> CaseOutcome:
-    """Run (or reuse) one case's predictions and judge them with the pass/fail rule."""
+    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
     run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute,
                        stored_only=stored_only, **knobs)
     scores = score(run.predictions)
-    choice = choose_expected(baselines, case, dataset.fingerprint)
-    expected = choice.expected
-    # The expected value was measured on `expected.n` images; a measured baseline on these very images has N = n.
-    n_population = expected.n if expected.kind != "measured" else scores.n
-    judgements = [judge("TOP1", scores.top1, expected.top1, scores.n, n_population, choice.tolerance,
-                        baselines.policy.z)]
-    if expected.top5 is not None:
-        judgements.append(judge("TOP5", scores.top5, expected.top5, scores.n, n_population, choice.tolerance,
-                                baselines.policy.z))
+    measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
+                              fingerprint=dataset.fingerprint, predictions=run.predictions)
     errors = run.predictions.errors
     failed = {str(i): str(e) for i, e in zip(run.predictions.image_ids[errors != ""], errors[errors != ""])}
-    outcome = CaseOutcome(case, run, scores, choice, judgements, baselines.policy.paired_alpha, failed)
-    if expected.predictions:
-        outcome.baseline_predictions = read_predictions_record(baselines.path.parent / expected.predictions)
-        outcome.paired = paired_compare(outcome.baseline_predictions, run.predictions)
-    return outcome
+    return CaseOutcome(case, run, scores, judge_case(measurement, baselines, case), failed)
 
 
 def failure_message(outcome: CaseOutcome, reproduce: str, class_names=None) -> str:
-    """Measured, expected, band, n, basis, paired numbers and the command to reproduce, for a failed case."""
-    lines = [f"{outcome.case.case_id}: {outcome.verdict[1]} ({outcome.choice.basis})"]
-    lines += ["  " + j.describe() + ("" if j.passed else "  <-- outside") for j in outcome.judgements]
-    if outcome.paired is not None:
-        lines.append("  per image against the recorded baseline: " + outcome.paired.summary(class_names=class_names))
-        lines += ["  " + line for line in class_change_lines(outcome.baseline_predictions, outcome.run.predictions,
-                                                             class_names, k=3)]
+    """Both anchors' measured, expected, band, n, the paired numbers and the command to reproduce."""
+    verdict = outcome.verdict
+    lines = verdict.lines(class_names)
+    measured = verdict.measured
+    if measured is not None and measured.baseline_predictions is not None:
+        lines += ["    " + line for line in class_change_lines(measured.baseline_predictions,
+                                                               outcome.run.predictions, class_names, k=3)]
     if outcome.failed_images:
         shown = list(outcome.failed_images.items())[:10]
         lines.append(f"  {len(outcome.failed_images)} image(s) could not be evaluated:")
@@ -182,32 +164,37 @@ def report_group(baselines: Baselines, case: Case, expected_runtime_version: str
     return "TensorFlow" if expected_runtime_version.startswith("TensorFlow") else "tflite"
 
 
-def case_result(baselines: Baselines, outcome: CaseOutcome, verdict: str):
-    """The report row of a case that ran."""
+def case_result(baselines: Baselines, outcome: CaseOutcome):
+    """The report row of a case that ran: the documented/official anchor in the expected columns, the measured
+    baseline and an accepted gap beside it."""
     from .report import CaseResult
 
-    by_metric = {j.metric: j for j in outcome.judgements}
-    expected, meta = outcome.choice.expected, outcome.run.meta
-    note = outcome.verdict[1]
-    if outcome.paired is not None:
-        note += "; " + outcome.paired.summary()
+    verdict, meta = outcome.verdict, outcome.run.meta
+    anchor, measured = verdict.anchor, verdict.measured
+    top5 = anchor.metric("TOP5")
+    note = verdict.reason
+    if measured is not None and measured.paired is not None:
+        note += "; paired: " + measured.paired.summary()
     return CaseResult(
         case_id=outcome.case.case_id, model=outcome.case.model, precision=outcome.case.precision,
         tta=outcome.case.tta, runtime=outcome.case.runtime,
-        group=report_group(baselines, outcome.case, expected.runtime_version),
+        group=report_group(baselines, outcome.case, anchor.expected.runtime_version),
         top1=outcome.scores.top1, top5=outcome.scores.top5, n=outcome.scores.n,
-        n_population=meta.get("n_listed"), expected_top1=expected.top1, expected_top5=expected.top5,
-        band_top1=by_metric["TOP1"].band, band_top5=by_metric["TOP5"].band if "TOP5" in by_metric else None,
-        verdict=verdict, note=note, runtime_version=meta.get("runtime_version", ""),
+        n_population=meta.get("n_listed"), expected_top1=anchor.expected.top1, expected_top5=anchor.expected.top5,
+        band_top1=anchor.metric("TOP1").band, band_top5=top5.band if top5 is not None else None,
+        verdict=verdict.outcome, note=note, runtime_version=meta.get("runtime_version", ""),
         dataset_fingerprint=meta.get("dataset_fingerprint", ""), date=meta.get("date", ""),
+        baseline_top1=measured.expected.top1 if measured is not None else None,
+        baseline_band_top1=measured.metric("TOP1").band if measured is not None else None,
+        accepted_gap=verdict.accepted_gap or "",
     )
 
 
-def skipped_result(baselines: Baselines, case: Case, reason: str):
-    """The report row of a case that could not run."""
+def unrun_result(baselines: Baselines, case: Case, verdict: str, reason: str):
+    """The report row of a case that did not produce a measurement: skipped, or stopped by an error."""
     from .report import CaseResult
 
     return CaseResult(case_id=case.case_id, model=case.model, precision=case.precision, tta=case.tta,
                       runtime=case.runtime, group=report_group(baselines, case), top1=None, top5=None, n=0,
                       n_population=None, expected_top1=None, expected_top5=None, band_top1=None, band_top5=None,
-                      verdict="skip", note=reason)
+                      verdict=verdict, note=reason)

@@ -1,13 +1,12 @@
-"""baselines.yaml: schema validation of the whole catalogue, case listing, expected-value choice, judge, update."""
+"""baselines.yaml: schema validation of the whole catalogue, case listing, update (the rule: test_verdict.py)."""
 
-import math
 import shutil
 from pathlib import Path
 
 import pytest
 
 from evaluator.baselines import (
-    DEFAULT_BASELINES, Case, MeasuredRecord, choose_expected, judge, list_cases, load_baselines, update_measured,
+    DEFAULT_BASELINES, MeasuredRecord, list_cases, load_baselines, update_measured,
 )
 from evaluator.errors import BaselinesError
 
@@ -85,56 +84,17 @@ def test_all_problems_are_listed_at_once(tmp_path):
     assert "documented[4].top5: -1 must be" in message
 
 
-def test_judge_full_set_uses_plain_tolerance():
-    verdict = judge("TOP1", 0.7450, 0.7444, n=50000, n_population=50000, tolerance=0.002, z=1.96)
-    assert verdict.band == pytest.approx(0.002)
-    assert verdict.passed
-    assert not judge("TOP1", 0.7470, 0.7444, 50000, 50000, 0.002, 1.96).passed
-    assert not judge("TOP1", 0.7410, 0.7444, 50000, 50000, 0.002, 1.96).passed  # two-sided
-
-
-def test_judge_subset_band_reflects_sampling_error():
-    verdict = judge("TOP1", 0.70, 0.7444, n=1000, n_population=50000, tolerance=0.002, z=1.96)
-    se = math.sqrt(0.7444 * 0.2556 / 1000) * math.sqrt((50000 - 1000) / (50000 - 1))
-    assert verdict.band == pytest.approx(0.002 + 1.96 * se)
-    assert not verdict.passed  # 4.4 points off is outside a ±2.9-point band
-    assert judge("TOP1", 0.73, 0.7444, 1000, 50000, 0.002, 1.96).passed
-    text = verdict.describe()
-    assert "measured 0.7000" in text and "expected 0.7444" in text and "n=1,000 of 50,000" in text
-
-
-def test_choose_expected_prefers_measured_then_same_runtime_then_cross_runtime(tmp_path):
-    path = _copy(tmp_path)
-    baselines = load_baselines(path)
-    ort = Case("resnet50_chainer", "float", "1-crop", "onnxruntime", "documented")
-    choice = choose_expected(baselines, ort, fingerprint="abc")
-    assert choice.expected.runtime == "ailia" and choice.tolerance == baselines.policy.cross_runtime
-    ailia = Case("resnet50_chainer", "float", "1-crop", "ailia", "documented")
-    assert choose_expected(baselines, ailia, "abc").tolerance == baselines.policy.documented
-    tf = Case("resnet50_keras", "float", "1-crop", "litert", "documented")
-    assert choose_expected(baselines, tf, "abc").expected.runtime_version == "TensorFlow 2.7"
-
-    update_measured(path, [MeasuredRecord("resnet50_chainer", "float", "1-crop", "onnxruntime", "onnxruntime 1.0",
-                                          0.75, 0.93, 700, "abc", "0.1.0")])
-    baselines = load_baselines(path)
-    measured = choose_expected(baselines, ort, fingerprint="abc")
-    assert measured.expected.kind == "measured" and measured.tolerance == baselines.policy.measured
-    assert choose_expected(baselines, ort, fingerprint="other").expected.kind == "documented"
-    official = Case("resnet50_pytorch", "float", "1-crop", "onnxruntime", "official")
-    assert choose_expected(baselines, official, "abc").expected.kind == "official"
-
-
 def test_update_measured_keeps_comments_and_documented_numbers(tmp_path):
     path = _copy(tmp_path)
     before = path.read_text()
     record = MeasuredRecord("mobilenet_v1_025_128_quant", "uint8", "1-crop", "litert", "ai-edge-litert 2.3.0",
                             0.41, 0.66, 700, "f00d", "0.1.0")
-    changes = update_measured(path, [record], today="2026-11-28")
+    changes = update_measured(path, [record], today="2026-11-28").changes
     assert changes == ["mobilenet_v1_025_128_quant-uint8-1-crop-litert [f00d, n=700]: new top1 0.4100, top5 0.6600"]
     after = path.read_text()
     head = before.split("measured: []")[0]
     assert after.startswith(head)  # every comment and documented/official number is untouched
-    changes = update_measured(path, [MeasuredRecord(**{**record.__dict__, "top1": 0.42})], today="2026-11-29")
+    changes = update_measured(path, [MeasuredRecord(**{**record.__dict__, "top1": 0.42})], today="2026-11-29").changes
     assert changes == ["mobilenet_v1_025_128_quant-uint8-1-crop-litert [f00d, n=700]: top1 0.4100 -> 0.4200"]
     measured = load_baselines(path).measured
     assert len(measured) == 1 and measured[0].top1 == 0.42 and measured[0].date == "2026-11-29"
@@ -147,3 +107,48 @@ def test_update_refuses_to_write_an_invalid_file(tmp_path):
     with pytest.raises(BaselinesError, match="update refused"):
         update_measured(path, [bad])
     assert path.read_text() == before
+
+
+def test_update_writes_only_changed_entries_and_keeps_dates_of_unchanged_ones(tmp_path):
+    path = _copy(tmp_path)
+    first = MeasuredRecord("mobilenet_v1_025_128_quant", "uint8", "1-crop", "litert", "litert 2", 0.41, 0.66, 700,
+                           "f00d", "0.1.0")
+    second = MeasuredRecord("mobilenet_v1_05_160_quant", "uint8", "1-crop", "litert", "litert 2", 0.55, 0.8, 700,
+                            "f00d", "0.1.0")
+    update_measured(path, [first, second], today="2026-11-28")
+    written = path.read_text()
+
+    summary = update_measured(path, [first, second], today="2026-11-30")
+    assert summary.changes == [] and summary.unchanged == 2
+    assert path.read_text() == written  # not even rewritten: the dates stay 2026-11-28
+    assert "2 measured entries unchanged" in summary.lines()[-1]
+
+    summary = update_measured(path, [first, MeasuredRecord(**{**second.__dict__, "top5": 0.81})], today="2026-12-01")
+    assert summary.unchanged == 1 and summary.changes == [
+        "mobilenet_v1_05_160_quant-uint8-1-crop-litert [f00d, n=700]: top5 0.8000 -> 0.8100"]
+    dates = {e.model: e.date for e in load_baselines(path).measured}
+    assert dates == {"mobilenet_v1_025_128_quant": "2026-11-28", "mobilenet_v1_05_160_quant": "2026-12-01"}
+
+
+def test_update_stores_the_accepted_gap_and_lists_then_prunes_what_no_case_uses(tmp_path):
+    path = _copy(tmp_path)
+    records = tmp_path / "baselines"
+    records.mkdir()
+    (records / "orphan.csv.gz").write_bytes(b"x")
+    gap = MeasuredRecord("mobilenet_v1_025_128_quant", "uint8", "1-crop", "litert", "litert 2", 0.30, 0.6, 700,
+                         "f00d", "0.1.0", accepted_gap="fixture slice differs from the full set")
+    # A measured entry whose runtime has no case (the model is TFLite: litert and ailia only).
+    stray = MeasuredRecord("mobilenet_v1_025_128_quant", "uint8", "1-crop", "onnxruntime", "ort", 0.4, 0.6, 700,
+                           "f00d", "0.1.0")
+    summary = update_measured(path, [gap, stray], today="2026-11-28")
+    assert summary.changes[0].endswith("(documented gap accepted: fixture slice differs from the full set)")
+    (entry,) = [e for e in load_baselines(path).measured if e.runtime == "litert"]
+    assert entry.accepted_gap == "fixture slice differs from the full set"
+    assert summary.unused == ["measured mobilenet_v1_025_128_quant-uint8-1-crop-onnxruntime [f00d]",
+                              "per-image record baselines/orphan.csv.gz"]
+    assert summary.pruned == [] and (records / "orphan.csv.gz").exists()
+
+    summary = update_measured(path, [], prune=True)
+    assert summary.pruned == summary.unused and len(summary.pruned) == 2
+    assert [e.runtime for e in load_baselines(path).measured] == ["litert"]
+    assert not (records / "orphan.csv.gz").exists()

@@ -141,7 +141,7 @@ def test_damaged_images_are_listed_and_fail_the_case_while_the_others_are_predic
     scored = predictions.errors == ""
     assert scored.sum() == 5 and (predictions.top5_ids[scored] >= 0).all()
     assert (predictions.top5_ids[~scored] == -1).all()
-    assert not outcome.passed and outcome.verdict[1] == "3 image(s) could not be evaluated"
+    assert not outcome.passed and outcome.verdict.reason == "3 image(s) could not be evaluated"
     message = failure_message(outcome, "pytest -k tiny")
     assert "3 image(s) could not be evaluated:" in message
     for failed_id, reason in reasons.items():
@@ -192,13 +192,12 @@ def test_partial_copy_is_reported_and_not_judged_as_the_full_set(tmp_path):
 
     assert "6 of 50,000 images present (49,994 missing" in load_dataset(root).describe()
     assert outcome.scores.lines(outcome.run.meta["n_listed"])[0] == "DATA CNT 6 of 50,000"
-    tolerance, z = outcome.choice.tolerance, 1.96
-    for judgement in outcome.judgements:
-        assert (judgement.n, judgement.n_population) == (6, 50_000)
-        p = judgement.expected
+    for check in outcome.verdict.anchor.metrics:
+        assert (check.n, check.n_population) == (6, 50_000)
+        p, z = check.expected, check.z
         sampling = z * np.sqrt(p * (1 - p) / 6) * np.sqrt((50_000 - 6) / (50_000 - 1))
-        assert judgement.band == pytest.approx(tolerance + sampling)  # a complete set would get `tolerance` alone
-        assert "n=6 of 50,000" in judgement.describe()
+        assert check.band == pytest.approx(check.tolerance + sampling)  # a complete set would get `tolerance` alone
+        assert "n=6 of 50,000" in check.describe()
 
 
 def test_unlisted_image_is_ignored_and_counted(tmp_path, capsys):
@@ -348,7 +347,7 @@ def test_non_finite_scores_fail_the_case_with_their_count_and_are_never_ranked(t
     failed = np.isin(predictions.image_ids, [image_id(2), image_id(5)])
     assert (predictions.top5_ids[failed] == -1).all() and (predictions.top5_ids[~failed] >= 0).all()
     assert outcome.scores.n_failed == 2
-    assert not outcome.passed and outcome.verdict[1] == "2 image(s) could not be evaluated"
+    assert not outcome.passed and outcome.verdict.reason == "2 image(s) could not be evaluated"
 
 
 # --- baselines.yaml and names ---------------------------------------------------------------------------------------
@@ -389,7 +388,6 @@ def test_catalogue_with_a_plain_http_url_is_refused_before_any_download(tmp_path
 
 
 def test_pytest_with_a_malformed_baselines_file_stops_with_a_usage_error(pytester, tmp_path):
-    shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
     shutil.copy(ROOT / "pytest.ini", pytester.path / "pytest.ini")
     (pytester.path / "tests").mkdir()
     shutil.copy(ROOT / "tests" / "test_regression.py", pytester.path / "tests" / "test_regression.py")

@@ -32,9 +32,10 @@ def test_matrices_list_every_group_and_shard_the_commands_use(workflow):
     cases, images = _steps_text(workflow["jobs"]["cases"]), _steps_text(workflow["jobs"]["images"])
     assert '-m "regression and not large" --splits "$CASE_GROUPS" --group ${{ matrix.group }}' in cases
     assert '-m "regression and large" --image-shard=${{ matrix.shard }}/$IMAGE_SHARDS' in images
+    assert cases.count("--strict-data") == images.count("--strict-data") == 1  # a missing model is never a skip
     report = _steps_text(workflow["jobs"]["report"])
     assert "python -m evaluator merge --artifacts-dir merged jobs" in report
-    assert "pytest -m regression --stored-only --artifacts-dir=merged" in report
+    assert "pytest -m regression --stored-only --strict-data --artifacts-dir=merged" in report
     assert workflow["jobs"]["report"]["needs"] == ["cases", "images"] and workflow["jobs"]["report"]["if"] == "always()"
 
 

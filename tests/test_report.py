@@ -46,15 +46,15 @@ def test_markdown_groups_in_readme_order_with_the_columns(results):
     text = markdown_report(results, meta={"date": "2025-01-02", "dataset": "700 of 50,000 images (ab12cd34)"})
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == ["## ONNX", "## tflite", "## TensorFlow", "## official", "## fixtures", "## Skipped"]
-    assert ("| Model | Precision | TTA | TOP1 | TOP5 | Runtime | Expected TOP1 | Expected TOP5 | ΔTOP1 | Band | n "
-            "| Verdict |") in text
+    assert ("| Model | Precision | TTA | TOP1 | TOP5 | Runtime | Expected TOP1 | Expected TOP5 | ΔTOP1 | Band "
+            "| Baseline TOP1 (Δ, band) | n | Verdict |") in text
     assert "- date: 2025-01-02" in text and "- dataset: 700 of 50,000 images (ab12cd34)" in text
     assert "- evaluator version: " in text and "Band: a case passes" in text
     # 490/700: the roots of (0.7 - p)^2 = z^2 p (1 - p) / 700 are 0.66504 and 0.73278
     assert ("| mobilenetv1_keras | float | 1-crop | 0.7000 [0.6650, 0.7328] | 0.9000 | litert 1.2.3 | 0.7052 | 0.8956 "
-            "| -0.0052 | ±0.0412 / ±0.0287 | 700 of 50,000 | pass |") in text
-    assert "| 0.7052 | N/A | -0.0052 | ±0.0412 | 700 of 50,000 | pass |" in text  # official: no TOP5 number
-    assert "| -0.0552 | ±0.0412 / ±0.0287 | 700 of 50,000 | **fail** |" in text
+            "| -0.0052 | ±0.0412 / ±0.0287 |  | 700 of 50,000 | pass |") in text
+    assert "| 0.7052 | N/A | -0.0052 | ±0.0412 |  | 700 of 50,000 | pass |" in text  # official: no TOP5 number
+    assert "| -0.0552 | ±0.0412 / ±0.0287 |  | 700 of 50,000 | **fail** |" in text
     assert "- `resnet50_pytorch-float-1-crop-onnxruntime` (fail): top1 lost 37, gained 12, p=1.2e-04" in text
 
 
@@ -64,6 +64,14 @@ def test_markdown_lists_skipped_cases_only_at_the_end(results):
     assert "- `resnet50_chainer-float-1-crop-ailia`: ailia licence not found: ~/.shalo/AILIA.lic" in skipped_section
     assert "resnet50_chainer" not in text.split("## Skipped")[0].split("- verdicts")[1]
     assert "- verdicts: 4 pass, 1 fail, 1 skip" in text
+
+
+def test_markdown_shows_the_measured_baseline_and_an_accepted_gap():
+    row = case("resnet50_chainer/float/1-crop/onnxruntime", "ONNX", top1=0.7044, expected_top1=0.7444,
+               baseline_top1=0.7040, baseline_band_top1=0.003, accepted_gap="SDK resize differs")
+    text = markdown_report([row])
+    assert "| -0.0400 | ±0.0412 / ±0.0287 | 0.7040 (+0.0004, ±0.0030) | 700 of 50,000 |" in text
+    assert "**Documented gap accepted:** SDK resize differs" in text
 
 
 def test_markdown_escapes_pipes_in_cells():
@@ -107,13 +115,15 @@ def read_history(path):
         return list(csv.reader(stream))
 
 
-def test_history_appends_rows_of_cases_that_ran_with_one_header(results, tmp_path):
+def test_history_appends_a_row_per_case_with_one_header(results, tmp_path):
     path = tmp_path / "history.csv"
-    assert append_history(results, path, "1.0") == 5  # the skipped case did not run
+    assert append_history(results, path, "1.0") == 6  # the skipped case too, without numbers
     assert append_history(results[:2], path, "1.1") == 2
     rows = read_history(path)
     assert rows[0] == list(HISTORY_COLUMNS)
-    assert len(rows) == 1 + 5 + 2
+    assert len(rows) == 1 + 6 + 2
+    skipped = [dict(zip(rows[0], row)) for row in rows[1:7] if row[-1] == "skip"]
+    assert len(skipped) == 1 and skipped[0]["top1"] == "" and skipped[0]["n"] == "0"
     first = dict(zip(rows[0], rows[1]))
     assert first == {
         "date": "2025-01-02T03:04:05+00:00", "case_id": "mobilenetv1_keras-float-1-crop-litert", "runtime": "litert",
@@ -142,6 +152,6 @@ def test_write_report_writes_all_four_files(results, tmp_path):
     assert paths["plot"].read_bytes().startswith(PNG_SIGNATURE)
     write_report(results, out_dir, {"evaluator_version": "9.9"})
     history = read_history(paths["history"])
-    assert len(history) == 1 + 2 * 5 and history[1][4] == "9.9"
+    assert len(history) == 1 + 2 * 6 and history[1][4] == "9.9"  # every case, the skipped one too
     assert sorted(p.name for p in out_dir.iterdir()) == ["accuracy.png", "history.csv", "history.csv.lock", "report.html",
-                                                             "report.md"]
+                                                         "report.md"]

@@ -65,7 +65,7 @@ def test_two_jobs_become_one_report_with_one_row_per_case(jobs, tmp_path, capsys
     assert (out / "accuracy.png").read_bytes().startswith(b"\x89PNG")
     with open(out / "history.csv", newline="") as stream:
         history = list(csv.DictReader(stream))
-    assert [row["case_id"] for row in history] == ["a_model-x", "b_model-x", "c_model-x"]  # the measured cases
+    assert [row["case_id"] for row in history] == ["a_model-x", "b_model-x", "c_model-x", "d_model-x"]  # one a case
 
 
 def test_the_directory_holding_all_jobs_gives_the_same_report(jobs, tmp_path, capsys):
