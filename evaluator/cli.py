@@ -18,10 +18,10 @@ EPILOG_ACCURACY = """examples:
   python -m evaluator accuracy -m mobilenet_v1_025_128_quant --imagenet-dir ../shared/fixtures/imagenet
   python -m evaluator accuracy --predictions evaluation/resnet50/imagenet/predictions --imagenet-dir data/imagenet
 """
-EPILOG_MERGE = """examples:
-  python -m evaluator predict -m mobilenet_v1_025_128_quant --shard 1/3 --artifacts-dir shard-1   # on machine 1 ...
+EPILOG_MERGE = """examples (shard K of 3 on machine K, then merge and judge on one machine):
+  python -m evaluator predict -m mobilenet_v1_025_128_quant --shard 1/3 --artifacts-dir shard-1
   python -m evaluator merge --artifacts-dir merged shard-1 shard-2 shard-3
-  python -m pytest -m regression --artifacts-dir merged      # judges every case, predicts nothing
+  python -m pytest -m regression --stored-only --artifacts-dir=merged
 """
 
 

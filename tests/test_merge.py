@@ -171,7 +171,8 @@ def _verdict_lines(output: str) -> list[str]:
 def test_three_shard_processes_merge_into_the_unsharded_artifact_and_judge_without_inference(real_fixtures, tmp_path):
     shard_dirs = [tmp_path / f"shard-{k}" for k in (1, 2, 3)]
     # `=` forms: options of the root conftest.py are not known yet when pytest picks its rootdir
-    processes = [_pytest(f"--image-shard={k}/3", f"--artifacts-dir={d}") for k, d in enumerate(shard_dirs, 1)]
+    processes = [_pytest(f"--image-shard={k}/3", f"--artifacts-dir={d}", "--strict-data")  # as the nightly runs them
+                 for k, d in enumerate(shard_dirs, 1)]
     processes.append(_pytest(f"--artifacts-dir={tmp_path / 'unsharded'}"))
     results = [_finish(p) for p in processes]
     for code, out in results[:3]:
