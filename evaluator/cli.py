@@ -115,19 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  python -m evaluator list", formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
 
-    p = sub.add_parser("report", help="markdown/HTML report and PNG plot of the last pytest run's cases, or of "
-                                      "several jobs' results merged (--merge)",
+    p = sub.add_parser("report", help="the report of the last pytest run again (report.md, report.html, plots), or "
+                                      "one report of several jobs' results (--merge)",
                        epilog="examples:\n  python -m evaluator report\n"
+                              "  python -m evaluator report --history      # trend.png: every case over the nights\n"
                               "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report\n"
                               "  python -m evaluator report --merge jobs/cases-1 jobs/cases-2 --out report",
                        formatter_class=fmt)
     p.add_argument("--results", type=Path, help="results.json written by pytest (default: artifacts/report/results.json)")
     p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
                    help="combine the results.json of several jobs (their report or artifacts directories) into one "
-                        "report.md, report.html, accuracy.png, results.json and junit.xml, and append one history.csv "
-                        "row per case")
+                        "report.md, report.html, plots, results.json and junit.xml, with one history.csv row per case")
     p.add_argument("--out", type=Path, help="output directory (default: beside the results; with --merge: "
                                             "artifacts/report)")
+    p.add_argument("--history", action="store_true", help="only the trend plot of history.csv (TOP1/TOP5 per case "
+                   "over the sessions, with the expected value and band)")
 
     p = sub.add_parser("merge", help="join image shards and other jobs' predictions into one artifacts directory",
                        epilog=EPILOG_MERGE, formatter_class=fmt)
@@ -344,7 +346,7 @@ def cmd_fetch(args) -> int:
     baselines = _baselines(args)
     models_dir = args.models_dir or default_models_dir()
     lock = models_dir / "models.lock.json"
-    failures = []
+    fetched, failures = [], []
     for name in [args.model] if args.model else list(baselines.models):
         entry = baselines.model(name)
         for precision in [args.precision] if args.precision else list(entry.files):
@@ -356,14 +358,38 @@ def cmd_fetch(args) -> int:
             if model_file.prototxt:
                 urls.append((model_file.url.rsplit("/", 1)[0] + "/" + model_file.prototxt, model_file.prototxt, None))
             for url, file, sha256 in urls:
+                progress = _DownloadProgress(f"{name} {precision} {file}")
                 try:
-                    print(f"{name} {precision}: {fetch_model(url, models_dir / file, sha256, lock_file=lock)}")
+                    fetched.append(fetch_model(url, models_dir / file, sha256, lock_file=lock, progress=progress))
+                    print(f"{name} {precision}: {fetched[-1]}")
                 except FetchError as exc:  # one unreachable file does not stop the others
-                    failures.append(str(exc))
+                    failures.append(f"{name} {precision} {file}: {exc}")
                     print(f"{name} {precision}: {exc}", file=sys.stderr)
+                finally:
+                    progress.close()
     if failures:
-        raise EvaluatorError(f"{len(failures)} download(s) failed; the others are in {models_dir}")
+        where = f"; the {len(fetched)} that succeeded are in {models_dir}" if fetched else ""
+        raise EvaluatorError(f"{len(failures)} of {len(failures) + len(fetched)} downloads failed{where}:\n  "
+                             + "\n  ".join(failures))
     return 0
+
+
+class _DownloadProgress:
+    """fetch_model's progress callback shown as bytes, rate and ETA (evaluator.progress)."""
+
+    def __init__(self, desc: str):
+        self.desc, self.progress = desc, None
+
+    def __call__(self, received: int, total: int | None) -> None:
+        from .progress import Progress
+
+        if self.progress is None:
+            self.progress = Progress(total, self.desc, sys.stderr, unit="B")
+        self.progress.update(received - self.progress.done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
 
 def cmd_list(args) -> int:
@@ -394,31 +420,34 @@ def cmd_validate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .artifacts import read_json
+    from .history import plot_history, read_history
     from .locations import default_artifacts_dir
-    from .report import CaseResult, html_report, markdown_report, plot_results
-    from .artifacts import atomic_write_text
+    from .report import read_results, write_report
 
+    report_dir = default_artifacts_dir() / "report"
     if args.merge:
         from .report_merge import write_merged_report
 
-        if args.results:
-            raise EvaluatorError("--results and --merge: give the results files or directories to --merge")
-        results, paths = write_merged_report(args.merge, args.out or default_artifacts_dir() / "report")
+        if args.results or args.history:
+            raise EvaluatorError("--merge takes the results files or directories itself: drop --results/--history")
+        results, paths = write_merged_report(args.merge, args.out or report_dir)
         counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "xfail", "error", "skip")}
         print(f"{len(results)} cases: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
-        for name, path in paths.items():
-            print(f"{name}: {path}")
+        print("\n".join(f"{name}: {path}" for name, path in paths.items()))
         return 0
-    results_path = args.results or default_artifacts_dir() / "report" / "results.json"
+    if args.history:
+        history = (args.results.parent if args.results else report_dir) / "history.csv"
+        if not history.is_file():
+            raise EvaluatorError(f"{history} not found: it is written by every pytest run with regression cases")
+        trend = plot_history(read_history(history), (args.out or history.parent) / "trend.png")
+        print(f"trend: {trend}")
+        return 0
+    results_path = args.results or report_dir / "results.json"
     if not results_path.is_file():
         raise EvaluatorError(f"{results_path} not found: run the regression cases first (`python -m pytest -m regression`)")
-    results = [CaseResult(**row) for row in read_json(results_path)]
-    out = args.out or results_path.parent
-    atomic_write_text(out / "report.md", markdown_report(results))
-    atomic_write_text(out / "report.html", html_report(results))
-    plot_results(results, out / "accuracy.png")
-    print(f"report: {out / 'report.md'}\nhtml: {out / 'report.html'}\nplot: {out / 'accuracy.png'}")
+    results, meta = read_results(results_path)
+    paths = write_report(results, args.out or results_path.parent, meta)
+    print("\n".join(f"{name}: {path}" for name, path in paths.items()))
     return 0
 
 

@@ -102,18 +102,19 @@ class CaseOutcome:
 
 
 def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                 *, recompute: bool = False, shard: Shard | None = None, stored_only: bool = False,
+                 *, recompute: bool = False, progress=None, shard: Shard | None = None, stored_only: bool = False,
                  **knobs) -> RunResult:
     """Run (or reuse) one case's predictions, of every image or of one image shard, without judging them."""
     check_runtime(case.runtime)
     spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir, **knobs)
-    return predict(dataset, spec, artifacts_dir, recompute=recompute, shard=shard, stored_only=stored_only)
+    return predict(dataset, spec, artifacts_dir, recompute=recompute, progress=progress, shard=shard,
+                   stored_only=stored_only)
 
 
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, stored_only: bool = False, **knobs) -> CaseOutcome:
+                  *, recompute: bool = False, progress=None, stored_only: bool = False, **knobs) -> CaseOutcome:
     """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
-    run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute,
+    run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute, progress=progress,
                        stored_only=stored_only, **knobs)
     scores = score(run.predictions)
     measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
@@ -187,6 +188,7 @@ def case_result(baselines: Baselines, outcome: CaseOutcome):
         baseline_top1=measured.expected.top1 if measured is not None else None,
         baseline_band_top1=measured.metric("TOP1").band if measured is not None else None,
         accepted_gap=verdict.accepted_gap or "",
+        recipe=f"{meta.get('recipe', '')}: {meta.get('recipe_summary', '')}" if meta.get("recipe") else "",
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError, did_you_mean
-from .locations import fixtures_dir
+from .locations import model_search_dirs
 
 # Which runtimes can open which file format; the first one is the default where ailia is not licensed.
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "ailia"), "tflite": ("litert", "ailia")}
@@ -119,11 +119,6 @@ def _check_file_spec(spec: dict, where: str, fmt: str | None, problems: list[str
         problems.append(f"{where}.sha256: {sha!r} must be 64 lowercase hex digits or null")
 
 
-def model_search_dirs(models_dir: Path) -> list[Path]:
-    """Where model files are looked up: the models directory first, then the shared fixtures' models."""
-    return [Path(models_dir), fixtures_dir() / "models"]
-
-
 def locate_model_file(model_file: ModelFile, models_dir: Path) -> Path | None:
     """The first existing copy of a catalogue file, or None."""
     for directory in model_search_dirs(models_dir):
@@ -140,5 +135,6 @@ def missing_model_message(entry: ModelEntry, precision: str, models_dir: Path) -
     if model_file.url:
         return (f"model file {where} not found; download it from {model_file.url} with "
                 f"`python -m evaluator fetch -m {entry.name} --precision {precision}`")
-    return (f"model file {model_file.file} not found in {models_dir} or {fixtures_dir() / 'models'}; "
+    searched = ", ".join(str(d) for d in model_search_dirs(models_dir))
+    return (f"model file {model_file.file} not found in {searched}; "
             f"it has no single-file download URL: put it in {models_dir}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,7 @@ class SessionState:
     shared: dict[str, list[dict]] = field(default_factory=dict)
     summary: dict[str, list[str]] = field(default_factory=dict)  # terminal section title -> lines
     dataset_checked: bool = False
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _limit(text: str) -> int:
@@ -203,17 +206,11 @@ def pytest_xdist_node_collection_finished(node, ids):
 
 
 def _imagenet_dir(config) -> Path:
-    """--imagenet-dir, $EVALUATOR_IMAGENET_DIR, data/imagenet if present, else the shared fixture slice."""
-    from .locations import fixtures_dir
+    """--imagenet-dir, else locations.default_imagenet_dir()."""
+    from .locations import default_imagenet_dir
 
     option = config.getoption("imagenet_dir")
-    if option:
-        return Path(option).expanduser()
-    if os.environ.get("EVALUATOR_IMAGENET_DIR"):
-        return Path(os.environ["EVALUATOR_IMAGENET_DIR"]).expanduser()
-    local = Path.cwd() / "data" / "imagenet"
-    fixture = fixtures_dir() / "imagenet"
-    return fixture if not local.exists() and fixture.exists() else local
+    return Path(option).expanduser() if option else default_imagenet_dir()
 
 
 def _select(cases, attribute: str, wanted: list[str], kind: str):
@@ -319,7 +316,7 @@ class Suite:
             workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
             outcome = evaluate_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
                                     recompute=self.config.getoption("recompute"), workers=workers,
-                                    stored_only=self.stored_only)
+                                    progress=_TerminalStream(self.config), stored_only=self.stored_only)
         except StoredPredictionsMissing as exc:
             record_result(self.config, unrun_result(self.baselines, case, "error", str(exc)))
             missing = f"{case.case_id}: {exc}"
@@ -363,7 +360,8 @@ class Suite:
             workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
             run = predict_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
                                recompute=self.config.getoption("recompute"), workers=workers,
-                               shard=self.image_shard, stored_only=self.stored_only)
+                               progress=_TerminalStream(self.config), shard=self.image_shard,
+                               stored_only=self.stored_only)
         except ModelFileMissing as exc:
             self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
                               f"`python -m evaluator fetch` downloads them")
@@ -459,7 +457,7 @@ def pytest_sessionfinish(session, exitstatus):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if results:
         try:
-            state.summary["accuracy"] = _write_report(suite, results)
+            state.summary["accuracy"] = _write_report(suite, results, state.started)
         except (OSError, EvaluatorError) as exc:
             state.summary["accuracy"] = [f"error: report not written: {exc}"]
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -514,27 +512,69 @@ def _update_baselines(config, suite: Suite, state: SessionState) -> list[str]:
     return lines + summary.lines()
 
 
-def _write_report(suite: Suite, rows: list[dict]) -> list[str]:
-    from .artifacts import write_json_atomic
-    from .report import CaseResult, write_report
+def _write_report(suite: Suite, rows: list[dict], session_start: str) -> list[str]:
+    """Update the report with this session's cases (other cases keep their last result) and record the session's
+    rows in the history; lines for the terminal."""
+    from .baselines import list_cases
+    from .report import CaseResult, merge_results, read_results, write_report, write_results
 
-    results = sorted((CaseResult(**row) for row in rows), key=lambda r: r.case_id)
     out_dir = suite.artifacts_dir / "report"
-    write_json_atomic(out_dir / "results.json", [asdict(r) for r in results])
-    meta = {"dataset": str(suite.imagenet_dir), "baselines": str(suite.baselines.path)}
-    paths = write_report(results, out_dir, meta)
-    lines = [f"{'case':58s} {'TOP1':>7s} {'expected':>8s} {'delta':>8s} {'band':>7s} {'n':>6s}  verdict"]
-    for r in results:
-        if r.top1 is None:
-            continue
-        lines.append(f"{r.case_id:58s} {r.top1:7.4f} {r.expected_top1:8.4f} {r.top1 - r.expected_top1:+8.4f} "
-                     f"{r.band_top1:7.4f} {r.n:6d}  {r.verdict}")
+    results_path = out_dir / "results.json"
+    current = [CaseResult(**row) for row in rows]
+    try:
+        previous = read_results(results_path)[0] if results_path.is_file() else []
+    except EvaluatorError:  # a damaged results.json is replaced by this session's cases
+        previous = []
+    results = merge_results(previous, current, [c.case_id for c in list_cases(suite.baselines)])
+    meta = {"dataset": str(suite.imagenet_dir), "baselines": str(suite.baselines.path), "session_start": session_start}
+    write_results(results_path, results, meta)
+    paths = write_report(results, out_dir, meta, session_results=current)
+    lines = [f"{'case':58s} {'TOP1/TOP5':>15s} {'expected':>15s} {'delta':>15s} {'band':>15s} {'n':>6s}  verdict"]
+    for r in current:
+        if r.top1 is not None:
+            delta = _two(_minus(r.top1, r.expected_top1), _minus(r.top5, r.expected_top5), "+")
+            lines.append(f"{r.case_id:58s} {_two(r.top1, r.top5):>15s} {_two(r.expected_top1, r.expected_top5):>15s} "
+                         f"{delta:>15s} {_two(r.band_top1, r.band_top5):>15s} {r.n:6d}  {r.verdict}")
     counts = {}
-    for r in results:
+    for r in current:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     lines.append("cases: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())))
-    lines.append(f"report: {paths['report']}  plot: {paths['plot']}  results: {out_dir / 'results.json'}")
+    if len(results) > len(current):
+        lines.append(f"the report also keeps the last result of {len(results) - len(current)} case(s) not run now")
+    lines.append(f"report: {paths['html']}  ({paths['report'].name}, {paths['plot'].name}, {paths['trend'].name}, "
+                 f"{results_path.name}, {paths['history'].name} beside it)")
     return lines
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+class _TerminalStream:
+    """Where a running case shows its progress: the terminal, past pytest's output capture. Under xdist each worker
+    writes whole lines (every 30 s) to the stderr it shares with the controller; a bar is kept for plain runs."""
+
+    def __init__(self, config):
+        self.capture = config.pluginmanager.getplugin("capturemanager")
+        self.worker = hasattr(config, "workerinput")
+
+    def write(self, text: str) -> None:
+        if not self.isatty() and text.endswith("\n"):
+            text = "\n" + text.rstrip("\n")  # a line of its own beside pytest's progress dots
+        with self.capture.global_and_fixture_disabled():
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return not self.worker and sys.__stderr__ is not None and sys.__stderr__.isatty()
+
+
+def _two(top1: float | None, top5: float | None, sign: str = "") -> str:
+    """'0.7444/0.9226': a TOP1/TOP5 pair, N/A for a missing number."""
+    return "/".join("N/A" if x is None else f"{x:{sign}.4f}" for x in (top1, top5))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -1,5 +1,5 @@
-"""Results of a run as a markdown and an HTML report, a PNG plot of measured vs expected TOP1, a junit summary and a
-history CSV.
+"""Results of a run as a markdown report, a PNG plot of measured vs expected TOP1/TOP5 and a junit summary;
+write_report also writes the history (history.py) and the HTML page (report_html.py).
 
 Cases are grouped as in the product README (ONNX, tflite, TensorFlow, official, then any other group alphabetically);
 inside a group they keep the order they were given in (the catalogue order).
@@ -7,25 +7,20 @@ inside a group they keep the order they were given in (the catalogue order).
 
 from __future__ import annotations
 
-import csv
 import io
-import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .artifacts import atomic_write_bytes, atomic_write_text, file_lock
+from .artifacts import atomic_write_bytes, atomic_write_text
 from .errors import ArtifactError
 from .metrics import wilson_interval
 
 GROUP_ORDER = ("ONNX", "tflite", "TensorFlow", "official")
 VERDICTS = ("pass", "fail", "xfail", "skip", "error")
 VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "xfail": "#8c8c8c", "error": "#9467bd", "skip": "#c7c7c7"}
-HISTORY_COLUMNS = (
-    "date", "case_id", "runtime", "runtime_version", "evaluator_version", "dataset_fingerprint",
-    "n", "top1", "top5", "verdict",
-)
 COLUMNS = (
     "Model", "Precision", "TTA", "TOP1", "TOP5", "Runtime", "Expected TOP1", "Expected TOP5", "ΔTOP1", "Band",
     "Baseline TOP1 (Δ, band)", "n", "Verdict",
@@ -59,6 +54,7 @@ class CaseResult:
     runtime_version: str = ""
     dataset_fingerprint: str = ""
     date: str = ""  # ISO 8601
+    recipe: str = ""  # "name: one-sentence description" of the preprocessing that ran
     # the second anchor: the measured baseline of this runtime and image set, and a documented gap accepted on purpose
     baseline_top1: float | None = None
     baseline_band_top1: float | None = None
@@ -131,7 +127,7 @@ def _cell(text: str) -> str:
 
 
 def row_cells(result: CaseResult) -> tuple[str, ...]:
-    """The texts of a case's table row, one per COLUMNS entry (markdown and HTML reports alike)."""
+    """The report table's cells of one case, in COLUMNS order (plain text)."""
     return (
         result.model, result.precision, result.tta, _top1_with_interval(result), _fraction(result.top5),
         _runtime(result), _fraction(result.expected_top1), _fraction(result.expected_top5),
@@ -146,8 +142,32 @@ def _row(result: CaseResult) -> str:
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
-def _header(meta: dict | None) -> dict:
-    """The report's header block: date, evaluator version, dataset, then whatever else meta holds."""
+_PATH_OR_URL = re.compile(r"\S*[/\\]\S*")
+
+
+def _reason_key(note: str) -> str:
+    """A skip note without its file names, paths and URLs, up to its first ';': the reason shared by many cases."""
+    return _PATH_OR_URL.sub("…", note.split(";", 1)[0]).strip() or "no reason given"
+
+
+def skip_reasons(results) -> list[tuple[str, list[CaseResult]]]:
+    """(reason, the cases skipped for it) per distinct reason, most frequent first."""
+    cases: dict[str, list[CaseResult]] = {}
+    for result in results:
+        if result.verdict == "skip":
+            cases.setdefault(_reason_key(result.note), []).append(result)
+    return sorted(cases.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+def skip_line(reason: str, cases: list[CaseResult], shown: int = 3) -> str:
+    """"3 × reason (a, b, c)", naming at most `shown` cases."""
+    names = ", ".join(r.case_id for r in cases[:shown])
+    more = f" and {len(cases) - shown} more" if len(cases) > shown else ""
+    return f"{len(cases)} × {reason} ({names}{more})"
+
+
+def report_header(meta: dict | None) -> dict:
+    """The key/value lines over a report: date, evaluator version, dataset, then whatever meta adds."""
     meta = dict(meta or {})
     return {
         "date": meta.pop("date", datetime.now(timezone.utc).isoformat(timespec="seconds")),
@@ -160,7 +180,7 @@ def _header(meta: dict | None) -> dict:
 def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict | None = None) -> str:
     """Markdown report: a header block, one table per group, notes per case, skipped cases with their reasons."""
     results = list(results)
-    header = _header(meta)
+    header = report_header(meta)
     counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
     lines = [f"# {title}", ""]
     lines += [f"- {key}: {value}" for key, value in header.items()]
@@ -181,42 +201,134 @@ def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict
             lines += [""] + [f"- `{r.case_id}` ({r.verdict}): {_cell(r.note)}"
                              + (f" **Documented gap accepted:** {_cell(r.accepted_gap)}" if r.accepted_gap else "")
                              for r in notes]
-    skipped = [r for r in results if r.verdict == "skip"]
-    if skipped:
-        lines += ["", "## Skipped", ""] + [f"- `{r.case_id}`: {_cell(r.note) or 'no reason given'}" for r in skipped]
+    reasons = skip_reasons(results)
+    if reasons:
+        lines += ["", "## Skipped", ""]
+        for reason, cases in reasons:  # one line each; every case's own reason folded away beneath it
+            lines += [f"- {_cell(skip_line(reason, cases))}", "  <details><summary>each case</summary>", ""]
+            lines += [f"  - `{r.case_id}`: {_cell(r.note) or 'no reason given'}" for r in cases] + ["", "  </details>"]
     return "\n".join(lines) + "\n"
 
 
-# ---- HTML and junit ------------------------------------------------------------------------------------------------
+# ---- plot ------------------------------------------------------------------------------------------------------------
 
 
-def html_report(results, title: str = "ImageNet accuracy report", meta: dict | None = None) -> str:
-    """The markdown report's content as one HTML page (tables per group, notes, skips, the plot beside it)."""
-    from html import escape
+def _plot_rows(results) -> list[CaseResult]:
+    return [r for _, members in group_results(results) for r in members if r.top1 is not None and r.n > 0]
 
-    results = list(results)
-    counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
-    parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>",
-             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-             "padding:2px 6px;text-align:right}td:first-child{text-align:left}"
-             + "".join(f".{v}{{color:{colour}}}" for v, colour in VERDICT_COLOURS.items()) + "</style></head><body>",
-             f"<h1>{escape(title)}</h1><ul>"]
-    parts += [f"<li>{escape(str(key))}: {escape(str(value))}</li>" for key, value in _header(meta).items()]
-    parts.append("<li>verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v]) + "</li></ul>")
-    for group, members in group_results(r for r in results if r.verdict != "skip"):
-        parts.append(f"<h2>{escape(group)}</h2><table><tr>" + "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
-                     + "</tr>")
-        for result in members:
-            cells = "".join(f"<td>{escape(str(c))}</td>" for c in row_cells(result)[:-1])
-            parts.append(f"<tr>{cells}<td class=\"{result.verdict}\"><b>{result.verdict}</b></td></tr>")
-        parts.append("</table>")
-        parts += [f"<p><code>{escape(r.case_id)}</code> ({r.verdict}): {escape(r.note)}</p>" for r in members if r.note]
-    skipped = [r for r in results if r.verdict == "skip"]
-    if skipped:
-        parts.append("<h2>Skipped</h2><ul>" + "".join(f"<li><code>{escape(r.case_id)}</code>: {escape(r.note)}</li>"
-                                                        for r in skipped) + "</ul>")
-    parts.append('<p><img src="accuracy.png" alt="measured vs expected TOP1 per case"></p></body></html>')
-    return "\n".join(parts) + "\n"
+
+def plot_results(results, path: Path) -> Path:
+    """PNG of measured TOP1 and TOP5 (Wilson 95% bars) against expected (diamonds, pass band shaded), one row per
+    measured case: absolute values on the left, measured - expected on the right."""
+    # Figure + Agg canvas directly: no pyplot, so no global backend switch and no figures left open.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    rows = _plot_rows(results)
+    height = 1.8 + 0.45 * max(len(rows), 1)
+    figure = Figure(figsize=(12, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    absolute, deviation = figure.subplots(1, 2, sharey=True, width_ratios=(3, 2))
+    if not rows:
+        absolute.text(0.5, 0.5, "no measured cases", ha="center", va="center", transform=absolute.transAxes)
+    for y, result in enumerate(rows):
+        colour = VERDICT_COLOURS[result.verdict]
+        for metric, shift_y, marker in (("top1", -0.17, "o"), ("top5", 0.17, "s")):
+            _plot_metric(absolute, deviation, result, metric, y + shift_y, marker, colour)
+    absolute.set_yticks(range(len(rows)), [r.case_id for r in rows], fontsize=8)
+    absolute.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first case on top
+    absolute.set_xlabel("accuracy (circle TOP1, square TOP5)")
+    deviation.set_xlabel("measured - expected")
+    deviation.axvline(0.0, color="black", linewidth=0.8)
+    deviation.xaxis.set_major_locator(MaxNLocator(5))
+    for axes in (absolute, deviation):
+        axes.grid(axis="x", alpha=0.3)
+    _mark_groups(rows, absolute, deviation)
+    verdicts = [v for v in VERDICTS if any(r.verdict == v for r in rows)]
+    handles = [Patch(color=VERDICT_COLOURS[v], label=v) for v in verdicts]
+    handles += [
+        Line2D([], [], marker="o", color="black", linestyle="", label="TOP1"),
+        Line2D([], [], marker="s", color="black", linestyle="", label="TOP5"),
+        Line2D([], [], marker="D", color="black", markerfacecolor="none", linestyle="", label="expected"),
+        Patch(color="grey", alpha=0.25, label="pass band"),
+    ]
+    figure.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8, frameon=False)
+    return save_figure(figure, path)
+
+
+def _plot_metric(absolute, deviation, result: CaseResult, metric: str, y: float, marker: str, colour: str) -> None:
+    measured, expected = getattr(result, metric), getattr(result, f"expected_{metric}")
+    band = getattr(result, f"band_{metric}")
+    if measured is None:
+        return
+    lo, hi = wilson_interval(round(measured * result.n), result.n)
+    if expected is not None and band is not None:
+        for axes, centre in ((absolute, expected), (deviation, 0.0)):
+            axes.fill_betweenx([y - 0.15, y + 0.15], centre - band, centre + band, color=colour, alpha=0.2,
+                               linewidth=0)
+    shifts = ((absolute, 0.0),) if expected is None else ((absolute, 0.0), (deviation, expected))
+    for axes, shift in shifts:
+        axes.errorbar(measured - shift, y, xerr=[[measured - lo], [hi - measured]], fmt=marker, color=colour,
+                      markersize=5, capsize=2, elinewidth=1.1)
+    if expected is not None:
+        absolute.plot(expected, y, marker="D", color="black", markersize=5, markerfacecolor="none", linestyle="")
+
+
+def _mark_groups(rows: list[CaseResult], absolute, deviation) -> None:
+    for y, result in enumerate(rows):
+        if y == 0 or rows[y - 1].group != result.group:
+            if y:
+                for axes in (absolute, deviation):
+                    axes.axhline(y - 0.5, color="grey", linewidth=0.6, linestyle="--")
+            deviation.annotate(
+                result.group, xy=(1.0, y - 0.5), xycoords=("axes fraction", "data"), xytext=(4, -2),
+                textcoords="offset points", ha="left", va="top", fontsize=8, style="italic", color="dimgrey",
+                annotation_clip=False,
+            )
+
+
+def save_figure(figure, path: Path) -> Path:
+    """Render a matplotlib Figure to PNG and write it atomically."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+# ---- results.json ----------------------------------------------------------------------------------------------------
+
+
+def write_results(path: Path, results, meta: dict) -> None:
+    """results.json: the report's meta (dataset, baselines, session start) and one object per case."""
+    from dataclasses import asdict
+
+    from .artifacts import write_json_atomic
+
+    write_json_atomic(path, {"meta": meta, "results": [asdict(r) for r in results]})
+
+
+def read_results(path: Path) -> tuple[list[CaseResult], dict]:
+    """(results, meta) from results.json; the first format (a bare list of cases) has no meta."""
+    from .artifacts import read_json
+
+    data = read_json(path)
+    rows, meta = (data, {}) if isinstance(data, list) else (data.get("results"), data.get("meta") or {})
+    try:
+        return [CaseResult(**row) for row in rows], dict(meta)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a results file written by the suite ({exc})") from None
+
+
+def merge_results(previous, current, case_ids) -> list[CaseResult]:
+    """The report of a run of some cases: this run's results, plus the earlier results of the other cases that the
+    catalogue still has (a `-k` run updates its cases instead of replacing the report)."""
+    ran = {r.case_id for r in current}
+    kept = [r for r in previous if r.case_id not in ran and r.case_id in set(case_ids)]
+    return sorted([*kept, *current], key=lambda r: r.case_id)
 
 
 def junit_summary(results, suite_name: str = "imagenet-accuracy") -> str:
@@ -243,144 +355,29 @@ def junit_summary(results, suite_name: str = "imagenet-accuracy") -> str:
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-# ---- plot ------------------------------------------------------------------------------------------------------------
-
-
-def _plot_rows(results) -> list[CaseResult]:
-    return [r for _, members in group_results(results) for r in members if r.top1 is not None and r.n > 0]
-
-
-def plot_results(results, path: Path) -> Path:
-    """PNG of measured TOP1 (Wilson 95% bar) vs expected (diamond, pass band shaded), one row per measured case."""
-    # Figure + Agg canvas directly: no pyplot, so no global backend switch and no figures left open.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    rows = _plot_rows(results)
-    height = 1.6 + 0.32 * max(len(rows), 1)
-    figure = Figure(figsize=(12, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    absolute, deviation = figure.subplots(1, 2, sharey=True, width_ratios=(3, 2))
-    if not rows:
-        absolute.text(0.5, 0.5, "no measured cases", ha="center", va="center", transform=absolute.transAxes)
-    for y, result in enumerate(rows):
-        colour = VERDICT_COLOURS[result.verdict]
-        lo, hi = wilson_interval(round(result.top1 * result.n), result.n)
-        expected = result.expected_top1
-        offset = 0.0 if expected is None else expected  # right panel: measured - expected
-        if expected is not None and result.band_top1 is not None:
-            for axes, centre in ((absolute, expected), (deviation, 0.0)):
-                axes.fill_betweenx(
-                    [y - 0.38, y + 0.38], centre - result.band_top1, centre + result.band_top1, color=colour,
-                    alpha=0.18, linewidth=0,
-                )
-        for axes, shift in ((absolute, 0.0), (deviation, offset)):
-            axes.errorbar(
-                result.top1 - shift, y, xerr=[[result.top1 - lo], [hi - result.top1]], fmt="o", color=colour,
-                markersize=5, capsize=3, elinewidth=1.2,
-            )
-        if expected is not None:
-            absolute.plot(expected, y, marker="D", color="black", markersize=5, markerfacecolor="none", linestyle="")
-    absolute.set_yticks(range(len(rows)), [r.case_id for r in rows], fontsize=8)
-    absolute.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first case on top
-    absolute.set_xlabel("TOP1 accuracy")
-    deviation.set_xlabel("measured - expected TOP1")
-    deviation.axvline(0.0, color="black", linewidth=0.8)
-    for axes in (absolute, deviation):
-        axes.grid(axis="x", alpha=0.3)
-    for y, result in enumerate(rows):
-        if y == 0 or rows[y - 1].group != result.group:
-            if y:
-                for axes in (absolute, deviation):
-                    axes.axhline(y - 0.5, color="grey", linewidth=0.6, linestyle="--")
-            deviation.annotate(
-                result.group, xy=(1.0, y - 0.5), xycoords=("axes fraction", "data"), xytext=(4, -2),
-                textcoords="offset points", ha="left", va="top", fontsize=8, style="italic", color="dimgrey",
-                annotation_clip=False,
-            )
-    verdicts = [v for v in VERDICTS if any(r.verdict == v for r in rows)]
-    handles = [Line2D([], [], marker="o", color=VERDICT_COLOURS[v], linestyle="", label=v) for v in verdicts]
-    handles += [
-        Line2D([], [], marker="D", color="black", markerfacecolor="none", linestyle="", label="expected"),
-        Patch(color="grey", alpha=0.25, label="pass band"),
-    ]
-    figure.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8, frameon=False)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
-
-
-# ---- history ---------------------------------------------------------------------------------------------------------
-
-
-def _history_row(result: CaseResult, evaluator_version: str) -> dict:
-    return {
-        "date": result.date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "case_id": result.case_id,
-        "runtime": result.runtime,
-        "runtime_version": result.runtime_version,
-        "evaluator_version": evaluator_version,
-        "dataset_fingerprint": result.dataset_fingerprint,
-        "n": result.n,
-        "top1": _fraction_6(result.top1),
-        "top5": _fraction_6(result.top5),
-        "verdict": result.verdict,
-    }
-
-
-def _fraction_6(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"  # accuracy.py prints %f
-
-
-def append_history(results, csv_path: Path, evaluator_version: str = __version__) -> int:
-    """Append one row per case (ran, failed, errored or skipped) to the history CSV; returns the rows written."""
-    csv_path = Path(csv_path)
-    rows = [_history_row(r, evaluator_version) for r in results]
-    with file_lock(csv_path):
-        try:
-            is_new = not csv_path.exists() or csv_path.stat().st_size == 0
-            if not is_new:
-                with open(csv_path, newline="", encoding="utf-8") as existing:
-                    header = next(csv.reader(existing), [])
-                if tuple(header) != HISTORY_COLUMNS:
-                    raise ArtifactError(
-                        f"{csv_path}: line 1 has columns {header}, expected {list(HISTORY_COLUMNS)}; "
-                        "move the old file away to start a new history"
-                    )
-            with open(csv_path, "a", newline="", encoding="utf-8") as stream:
-                writer = csv.DictWriter(stream, fieldnames=HISTORY_COLUMNS)
-                if is_new:
-                    writer.writeheader()
-                writer.writerows(rows)
-                stream.flush()
-                os.fsync(stream.fileno())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"cannot append to {csv_path}: {exc}") from exc
-    return len(rows)
-
-
 # ---- everything ------------------------------------------------------------------------------------------------------
 
 
-def write_report(results, out_dir: Path, meta: dict | None = None) -> dict[str, Path]:
-    """Write report.md, report.html and accuracy.png (atomically) and append history.csv in out_dir; returns their
-    paths."""
+def write_report(results, out_dir: Path, meta: dict | None = None, session_results=None) -> dict[str, Path]:
+    """Write report.md, accuracy.png, trend.png and report.html (atomically) and record the session's rows in
+    history.csv, all in out_dir; returns their paths. meta["session_start"] stamps the history rows of
+    session_results (default: all results), the cases this session ran."""
+    from .history import plot_history, read_history, record_session
+    from .report_html import html_report
+
     out_dir = Path(out_dir)
     meta = dict(meta or {})
     results = list(results)
-    paths = {
-        "report": out_dir / "report.md",
-        "html": out_dir / "report.html",
-        "plot": out_dir / "accuracy.png",
-        "history": out_dir / "history.csv",
-    }
+    paths = {name: out_dir / file for name, file in (
+        ("report", "report.md"), ("plot", "accuracy.png"), ("history", "history.csv"), ("trend", "trend.png"),
+        ("html", "report.html"))}
     out_dir.mkdir(parents=True, exist_ok=True)
+    session_start = meta.pop("session_start", None) or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta.setdefault("date", session_start)
     atomic_write_text(paths["report"], markdown_report(results, meta=meta))
-    atomic_write_text(paths["html"], html_report(results, meta=meta))
     plot_results(results, paths["plot"])
-    append_history(results, paths["history"], meta.get("evaluator_version", __version__))
+    record_session(results if session_results is None else session_results, paths["history"], session_start, meta.get("evaluator_version", __version__))
+    plot_history(read_history(paths["history"]), paths["trend"])
+    plots = {"TOP1 and TOP5 against expected": paths["plot"], "Over the sessions": paths["trend"]}
+    atomic_write_text(paths["html"], html_report(results, meta, plots))
     return paths

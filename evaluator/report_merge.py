@@ -2,19 +2,18 @@
 
 Each job's pytest run leaves results.json (one row per case it collected) in its report directory. The rows of all
 jobs become one set, one row per case, and are written as report.md, report.html, accuracy.png, results.json and
-junit.xml, with one history.csv row appended per case that ran, however many jobs there were. A case that ran in two
+junit.xml, with one history.csv row per case, however many jobs there were. A case that ran in two
 jobs is refused (one line naming both files): the jobs were not split, and one of the two verdicts would be hidden.
 A case skipped in one job and measured in another keeps the measured row.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
-from .artifacts import atomic_write_text, read_json, write_json_atomic
+from .artifacts import atomic_write_text
 from .errors import EvaluatorError
-from .report import CaseResult, junit_summary, write_report
+from .report import CaseResult, junit_summary, read_results, write_report, write_results
 
 RESULTS_JSON = "results.json"
 
@@ -36,15 +35,6 @@ def find_results(roots: list[Path]) -> list[Path]:
     return found
 
 
-def read_results(path: Path) -> list[CaseResult]:
-    """The rows of one results.json; a malformed file is one error naming it."""
-    rows = read_json(path)
-    try:
-        return [CaseResult(**row) for row in rows]
-    except (TypeError, ValueError) as exc:
-        raise EvaluatorError(f"{path}: not a results.json written by the regression cases ({exc})") from None
-
-
 def combine(results_by_file: dict[Path, list[CaseResult]]) -> list[CaseResult]:
     """One row per case over all files, sorted by case id; a case measured in two files is an error."""
     chosen: dict[str, tuple[Path, CaseResult]] = {}
@@ -60,15 +50,26 @@ def combine(results_by_file: dict[Path, list[CaseResult]]) -> list[CaseResult]:
 
 
 def write_merged_report(roots: list[Path], out_dir: Path) -> tuple[list[CaseResult], dict[str, Path]]:
-    """Combine the results under `roots` and write every report file into out_dir; returns the rows and paths."""
+    """Combine the results under `roots` and write every report file into out_dir; returns the rows and paths.
+
+    The history rows are stamped with the earliest session start among the jobs (the night's), so running the
+    merge again replaces them instead of adding a second night.
+    """
     files = find_results(roots)
-    results = combine({path: read_results(path) for path in files})
-    out_dir = Path(out_dir)
+    read = {path: read_results(path) for path in files}
+    results = combine({path: rows for path, (rows, _) in read.items()})
+    metas = [meta for _, meta in read.values()]
+    starts = sorted(m["session_start"] for m in metas if m.get("session_start"))
     fingerprints = sorted({r.dataset_fingerprint for r in results if r.dataset_fingerprint})
-    meta = {"dataset": ", ".join(fingerprints) or "unknown", "jobs merged": len(files)}
+    meta = {**(metas[0] if metas else {}), "jobs merged": len(files)}
+    meta.setdefault("dataset", ", ".join(fingerprints) or "unknown")
+    meta.pop("session_start", None)
+    if starts:
+        meta["session_start"] = starts[0]
+    out_dir = Path(out_dir)
     paths = write_report(results, out_dir, meta)
     paths["results"] = out_dir / RESULTS_JSON
-    write_json_atomic(paths["results"], [asdict(r) for r in results])
+    write_results(paths["results"], results, meta)
     paths["junit"] = out_dir / "junit.xml"
     atomic_write_text(paths["junit"], junit_summary(results))
     return results, paths

@@ -164,7 +164,7 @@ def _finish(process: subprocess.Popen) -> tuple[int, str]:
 
 
 def _verdict_lines(output: str) -> list[str]:
-    return re.findall(rf"^{CASE}\s+[\d.]+\s.*$", output, re.M)  # the accuracy table's rows
+    return re.findall(rf"^{CASE}\s+[\d./]+\s.*$", output, re.M)  # the accuracy table's rows
 
 
 @pytest.mark.fixtures

@@ -4,14 +4,13 @@ whatever the number of jobs."""
 from __future__ import annotations
 
 import csv
-import json
+import re
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
 
 import pytest
 
 from evaluator.cli import main
-from evaluator.report import CaseResult
+from evaluator.report import CaseResult, read_results, write_results
 
 
 def result(case_id, verdict="pass", top1=0.7):
@@ -25,9 +24,10 @@ def result(case_id, verdict="pass", top1=0.7):
                       runtime_version="1.17", dataset_fingerprint="ab12cd34ab12cd34", date="2026-12-01T02:00:00+00:00")
 
 
-def write_job(directory, rows):
+def write_job(directory, rows, session_start="2026-12-01T02:00:00+00:00"):
     (directory / "report").mkdir(parents=True)
-    (directory / "report" / "results.json").write_text(json.dumps([asdict(r) for r in rows]))
+    write_results(directory / "report" / "results.json", rows, {"dataset": "/data/imagenet",
+                                                                 "session_start": session_start})
     return directory
 
 
@@ -36,7 +36,7 @@ def jobs(tmp_path):
     """Two case-group jobs: each measured its own cases; b-model is skipped in job 1 and measured in job 2."""
     one = write_job(tmp_path / "jobs" / "cases-1", [result("a_model-x"), result("b_model-x", "skip")])
     two = write_job(tmp_path / "jobs" / "cases-2", [result("b_model-x", "fail", top1=0.6), result("c_model-x", "xfail"),
-                                                    result("d_model-x", "skip")])
+                                                    result("d_model-x", "skip")], "2026-12-01T02:01:30+00:00")
     return one, two
 
 
@@ -51,8 +51,9 @@ def test_two_jobs_become_one_report_with_one_row_per_case(jobs, tmp_path, capsys
     code, printed, _ = run_report(capsys, "--merge", *jobs, "--out", out)
     assert code == 0 and "4 cases: 1 pass, 1 fail, 1 xfail, 1 skip" in printed
 
-    rows = json.loads((out / "results.json").read_text())
-    assert [(r["case_id"], r["verdict"]) for r in rows] == [
+    rows, meta = read_results(out / "results.json")
+    assert meta["jobs merged"] == 2
+    assert [(r.case_id, r.verdict) for r in rows] == [
         ("a_model-x", "pass"), ("b_model-x", "fail"), ("c_model-x", "xfail"), ("d_model-x", "skip")]
     suite = ET.parse(out / "junit.xml").getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "1" and suite.get("skipped") == "2"
@@ -60,12 +61,21 @@ def test_two_jobs_become_one_report_with_one_row_per_case(jobs, tmp_path, capsys
     assert failed.get("name") == "b_model-x"
     assert {p.get("name"): p.get("value") for p in failed.iter("property")}["TOP1_measured"] == "0.6"
     html = (out / "report.html").read_text()
-    assert "<td>b_model</td>" in html and 'class="fail"' in html and "accuracy.png" in html
+    assert re.search(r"<tr><td>b_model</td>.*?>fail</td></tr>", html) and html.count("<tr><td>") == 3  # measured
     assert "| b_model | float | 1-crop | 0.6000" in (out / "report.md").read_text()
     assert (out / "accuracy.png").read_bytes().startswith(b"\x89PNG")
     with open(out / "history.csv", newline="") as stream:
         history = list(csv.DictReader(stream))
     assert [row["case_id"] for row in history] == ["a_model-x", "b_model-x", "c_model-x", "d_model-x"]  # one a case
+
+
+def test_merging_again_replaces_the_night_in_the_history(jobs, tmp_path, capsys):
+    for _ in range(2):
+        code, _, _ = run_report(capsys, "--merge", *jobs, "--out", tmp_path / "report")
+        assert code == 0
+    with open(tmp_path / "report" / "history.csv", newline="") as stream:
+        history = list(csv.DictReader(stream))
+    assert len(history) == 4 and {row["session_start"] for row in history} == {"2026-12-01T02:00:00+00:00"}
 
 
 def test_the_directory_holding_all_jobs_gives_the_same_report(jobs, tmp_path, capsys):
