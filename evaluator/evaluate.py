@@ -16,6 +16,7 @@ from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
 from .preprocess import get_recipe
+from .shard import Shard
 from .verdict import Measurement, Verdict, judge_case
 
 
@@ -138,13 +139,22 @@ class CaseOutcome:
         return self.verdict.passed
 
 
-def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, progress=None, **knobs) -> CaseOutcome:
-    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
+def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
+                 *, recompute: bool = False, progress=None, shard: Shard | None = None, stored_only: bool = False,
+                 **knobs) -> RunResult:
+    """Run (or reuse) one case's predictions, of every image or of one image shard, without judging them."""
     check_runtime(case.runtime)
     spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir,
                           hash_cache_dir=artifacts_dir, **knobs)
-    run = predict(dataset, spec, artifacts_dir, recompute=recompute, progress=progress)
+    return predict(dataset, spec, artifacts_dir, recompute=recompute, progress=progress, shard=shard,
+                   stored_only=stored_only)
+
+
+def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
+                  *, recompute: bool = False, progress=None, stored_only: bool = False, **knobs) -> CaseOutcome:
+    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
+    run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute, progress=progress,
+                       stored_only=stored_only, **knobs)
     scores = score(run.predictions)
     measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
                               fingerprint=dataset.fingerprint, predictions=run.predictions)

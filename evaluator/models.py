@@ -34,6 +34,8 @@ class ModelEntry:
     format: str
     classes: int
     files: dict[str, ModelFile]
+    # evaluated in image shards by the nightly (cases marked `large` in pytest), not as one case per job
+    large: bool = False
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -47,6 +49,7 @@ class ModelEntry:
 
 
 _MODEL_KEYS = {"summary", "format", "recipe", "classes", "files"}
+_OPTIONAL_MODEL_KEYS = {"large"}
 _FILE_KEYS = {"file", "url", "sha256", "prototxt", "recipe"}
 
 
@@ -75,9 +78,11 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
         if not is_plain_name(name):
             problems.append(f"{where}: a model name must be a plain name ({PLAIN_NAME_RULE}); it names files")
             continue
-        check_keys(entry, where, _MODEL_KEYS, _MODEL_KEYS, problems)
+        check_keys(entry, where, _MODEL_KEYS | _OPTIONAL_MODEL_KEYS, _MODEL_KEYS, problems)
         if not isinstance(entry, dict):
             continue
+        if not isinstance(entry.get("large", False), bool):
+            problems.append(f"{where}.large: {shown(entry['large'])} must be true or false")
         fmt, classes = entry.get("format"), entry.get("classes")
         if not isinstance(fmt, str) or fmt not in FORMAT_RUNTIMES:
             problems.append(f"{where}.format: {shown(fmt)} is not one of {', '.join(FORMAT_RUNTIMES)}")
@@ -90,7 +95,7 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
         if not files and len(problems) == before:
             problems.append(f"{where}.files: at least one precision is needed")
         models[name] = ModelEntry(name=name, summary=str(entry.get("summary", ""))[:200], format=str(fmt),
-                                  classes=classes or 0, files=files)
+                                  classes=classes or 0, files=files, large=entry.get("large") is True)
     return models
 
 

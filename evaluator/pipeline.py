@@ -38,6 +38,7 @@ from .locations import inside
 from .model_hash import file_sha256
 from .preprocess import Recipe
 from .progress import Progress
+from .shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -395,6 +396,10 @@ def model_batch_size(spec: RunSpec, runtime) -> int:
     return max(spec.batch_size, runtime.max_batch or 0)
 
 
+class StoredPredictionsMissing(ArtifactError):
+    """predict(stored_only=True) found no finished artifact for the run."""
+
+
 class _Abandoned(Exception):
     """Raised in a worker thread whose chunk is no longer wanted."""
 
@@ -424,15 +429,24 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
     return directory
 
 
+def predictions_dir(artifacts_dir: Path, model_path: Path, tta: str, runtime: str, key: str) -> Path:
+    """Directory of the predictions artifact with this cache key."""
+    return Path(artifacts_dir) / "predictions" / f"{Path(model_path).stem}-{tta}-{runtime}-{key}"
+
+
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
-            progress: bool | TextIO | None = None) -> RunResult:
-    """Predict every image of the dataset, reusing a finished artifact or the finished chunks of an interrupted run;
-    an image whose file changed since its prediction (size or mtime; content with verify_data) is predicted again."""
+            progress: bool | TextIO | None = None, shard: Shard | None = None, stored_only: bool = False) -> RunResult:
+    """Predict every image of the dataset (or of one image shard of it), reusing a finished artifact or the finished
+    chunks of an interrupted run; an image whose file changed since its prediction (size or mtime; content with
+    verify_data) is predicted again. stored_only: never predict, a missing artifact raises StoredPredictionsMissing."""
     info = inspect_model(spec, artifacts_dir)
-    key = artifact_key(spec, info, dataset)
-    predictions_dir = Path(artifacts_dir) / "predictions"
-    run_name = f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
-    directory = inside(predictions_dir, predictions_dir / run_name)
+    key = artifact_key(spec, info, dataset)  # a shard keeps the whole dataset's key: merge rebuilds that artifact
+    directory = inside(Path(artifacts_dir) / "predictions",
+                       predictions_dir(artifacts_dir, spec.model_path, spec.tta, spec.runtime, key))
+    shard_meta = {}
+    if shard is not None:
+        shard_meta = {**shard.meta(len(dataset)), "dataset_fingerprint": dataset.fingerprint}
+        directory, dataset = directory.with_name(directory.name + shard.dir_suffix), shard.select(dataset)
     # --recompute predicts into a sibling directory and swaps it in once finished: until then (a full disk, Ctrl-C)
     # the old artifact stays as it was, and the same command resumes the recomputation
     store = PredictionStore(directory.with_name(directory.name + ".recompute") if recompute else directory)
@@ -444,6 +458,11 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         existing, changed = changed_images(store, dataset, digests)
         todo = 0
         if existing is None or changed:
+            if stored_only:
+                why = (f"{len(changed)} image(s) changed since the predictions in {directory} were made (e.g. "
+                       f"{changed[0]})" if changed else f"no finished predictions in {directory}")
+                raise StoredPredictionsMissing(f"{why} and --stored-only forbids predicting: the job or image shard "
+                                               "that predicts this case did not finish, or its images changed")
             if changed:
                 log.warning("%d image(s) changed since they were predicted (e.g. %s); predicting them again",
                             len(changed), changed[0])
@@ -452,10 +471,10 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
             chunks = _chunks(dataset, spec.chunk_size, digests, store.done_ids())
             todo = sum(int(chunk.wanted.sum()) for chunk in chunks)
             config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
-            desc = f"{Path(spec.model_path).stem} {spec.tta} {spec.runtime}"
+            desc = f"{Path(spec.model_path).stem} {spec.tta} {spec.runtime}" + (f" shard {shard}" if shard else "")
             _run_chunks(config, chunks, store, _progress(todo, progress, len(dataset.image_ids) - todo, desc))
-            meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started,
-                         reused=len(dataset.image_ids) - todo)
+            meta = {**_meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started,
+                            reused=len(dataset.image_ids) - todo), **shard_meta}
             existing = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
         if recompute:
             replace_directory(store.directory, directory)
@@ -474,7 +493,16 @@ def changed_images(store: PredictionStore, dataset: Dataset,
     rows = np.minimum(np.searchsorted(all_ids, stored.image_ids), len(all_ids) - 1)
     listed = dataset.stamps()[rows]
     recorded = stored.stamps if stored.stamps is not None else stamps.empty(len(stored))
-    changed = stamps.stale(recorded, listed, None if digests is None else digests[rows])
+    current = None if digests is None else digests[rows]
+    changed = stamps.stale(recorded, listed, current)
+    # A new mtime with the recorded size (a copy of the dataset, another machine's copy, a touch) is a change only
+    # if the content differs: for those images alone the content hash decides, at the cost of reading them.
+    suspects = np.flatnonzero(changed & (recorded[:, 0] == listed[:, 0]) & (recorded[:, 2:] != 0).any(axis=1))
+    if len(suspects):
+        files = dataset.image_files()
+        now = current[suspects] if current is not None else stamps.file_digests(
+            [files[rows[i]] for i in suspects], [False] * len(suspects), available_cores())
+        changed[suspects[(now == recorded[suspects, 2:]).all(axis=1)]] = False
     changed |= all_ids[rows] != stored.image_ids
     return existing, stored.image_ids[changed].tolist()
 

@@ -83,6 +83,24 @@ def pytest_addoption(parser):
                          "check by this explicit acceptance")
     group.addoption("--prune-baselines", action="store_true",
                     help="with --update-baselines: remove measured entries and per-image records no case uses")
+    group.addoption("--image-shard", metavar="K/N", type=_image_shard,
+                    help="predict only image shard K of N of each case (every N-th image in id order) and judge "
+                         "nothing; `python -m evaluator merge` joins the shards for a run that judges them")
+    group.addoption("--stored-only", action="store_true",
+                    help="judge stored predictions only (e.g. a directory written by `python -m evaluator merge`): "
+                         "a case without them is an error instead of predicting")
+
+
+def _image_shard(text: str):
+    """--image-shard: K/N (evaluator.shard.parse_shard)."""
+    import argparse
+
+    from .shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except EvaluatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --- configuration ------------------------------------------------------------------------------------------------
@@ -110,6 +128,8 @@ def pytest_configure(config):
     config.stash[STATE_KEY] = SessionState()
     config.stash[SUITE_KEY] = None
     config.addinivalue_line("markers", "regression: accuracy regression case from baselines.yaml")
+    config.addinivalue_line("markers", "large: regression case of a model marked `large: true` in baselines.yaml "
+                                       "(split by image in the nightly: -m \"regression and large\" --image-shard K/N)")
     for flag in ("accept_documented_gap", "prune_baselines"):
         if config.getoption(flag) and not config.getoption("update_baselines"):
             raise pytest.UsageError(f"--{flag.replace('_', '-')} only works with --update-baselines")
@@ -149,7 +169,9 @@ def pytest_generate_tests(metafunc):
         return
     suite = _suite(metafunc.config)
     cases = suite.cases if suite is not None else []
-    metafunc.parametrize(CASE_FIXTURE, cases, ids=[c.case_id for c in cases])
+    large = {name for name, entry in suite.baselines.models.items() if entry.large} if suite is not None else set()
+    params = [pytest.param(c, marks=[pytest.mark.large] if c.model in large else []) for c in cases]
+    metafunc.parametrize(CASE_FIXTURE, params, ids=[c.case_id for c in cases])
 
 
 def _regression_ids(suite: Suite) -> set[str]:
@@ -223,6 +245,8 @@ class Suite:
         self.artifacts_dir = Path(config.getoption("artifacts_dir") or default_artifacts_dir()).absolute()
         self.limit = config.getoption("limit")
         self.strict = config.getoption("strict_data")
+        self.image_shard = config.getoption("image_shard")
+        self.stored_only = config.getoption("stored_only")
         self._dataset = None
 
     def session_data_problem(self) -> str | None:
@@ -282,17 +306,24 @@ class Suite:
         __tracebackhide__ = True
         from .errors import RuntimeUnavailable
         from .evaluate import ModelFileMissing, case_result, evaluate_case, failure_message, unrun_result
+        from .pipeline import StoredPredictionsMissing
 
         if not self.imagenet_dir.exists():
             self._unavailable(case, f"ImageNet not found at {self.imagenet_dir}", f"ImageNet not found at "
                               f"{self.imagenet_dir}: put the Kaggle val images, LOC_val_solution.csv and "
                               f"LOC_synset_mapping.txt there (see data/README.md) or pass --imagenet-dir")
+        if self.image_shard:
+            return self._predict_shard(case, record_property)
+        missing = None  # --stored-only found no predictions: failed below, outside the except (no chained traceback)
         try:
             workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
             outcome = evaluate_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
                                     recompute=self.config.getoption("recompute"), workers=workers,
                                     verify_data=self.config.getoption("verify_data"),
-                                    progress=_TerminalStream(self.config))
+                                    progress=_TerminalStream(self.config), stored_only=self.stored_only)
+        except StoredPredictionsMissing as exc:
+            record_result(self.config, unrun_result(self.baselines, case, "error", str(exc)))
+            missing = f"{case.case_id}: {exc}"
         except ModelFileMissing as exc:
             self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
                               f"`python -m evaluator fetch` downloads them; report.md names each file")
@@ -301,6 +332,9 @@ class Suite:
         except Exception as exc:  # the case is reported as an error row, then pytest shows the exception
             record_result(self.config, unrun_result(self.baselines, case, "error", f"{type(exc).__name__}: {exc}"))
             raise
+        if missing:
+            pytest.fail(missing, pytrace=False)
+        record_run(self.config, case, outcome.run)
         verdict = outcome.verdict
         for check in filter(None, (verdict.anchor, verdict.measured)):
             for metric in check.metrics:
@@ -319,6 +353,27 @@ class Suite:
             pytest.fail(failure_message(outcome, self.reproduce(case), names), pytrace=False)
         if verdict.outcome == "xfail":
             pytest.xfail(verdict.reason)
+
+
+    def _predict_shard(self, case, record_property) -> None:
+        """--image-shard: predict this case's shard of the images for `python -m evaluator merge`; no verdict."""
+        from .errors import RuntimeUnavailable
+        from .evaluate import ModelFileMissing, predict_case
+
+        try:
+            workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+            run = predict_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
+                               recompute=self.config.getoption("recompute"), workers=workers,
+                               progress=_TerminalStream(self.config), shard=self.image_shard,
+                               stored_only=self.stored_only)
+        except ModelFileMissing as exc:
+            self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
+                              f"`python -m evaluator fetch` downloads them")
+        except RuntimeUnavailable as exc:
+            self._unavailable(case, str(exc), f"runtime {case.runtime} unavailable: {exc}")
+        record_property("image_shard", str(self.image_shard))
+        record_property("images_predicted", run.computed)
+        record_run(self.config, case, run)
 
 
 def _cores() -> int:
@@ -366,6 +421,11 @@ def record_result(config, result) -> None:
     _share(config, "evaluator_results", asdict(result))
 
 
+def record_run(config, case, run) -> None:
+    """Remember how many images a case predicted and reused, for the terminal summary."""
+    _share(config, "evaluator_runs", {"case_id": case.case_id, "computed": run.computed, "reused": run.reused})
+
+
 def _share_measured(config, outcome) -> None:
     """Remember what --update-baselines may record for this case; the controller writes at the end."""
     from . import __version__
@@ -390,6 +450,9 @@ def pytest_sessionfinish(session, exitstatus):
         return
     state = _state(config)
     results = state.shared.get("evaluator_results", [])
+    runs = state.shared.get("evaluator_runs", [])
+    if runs:
+        state.summary["predictions"] = _predictions_summary(suite, runs)
     if config.getoption("update_baselines"):
         try:
             state.summary["--update-baselines"] = _update_baselines(config, suite, state)
@@ -402,12 +465,23 @@ def pytest_sessionfinish(session, exitstatus):
         except (OSError, EvaluatorError) as exc:
             state.summary["accuracy"] = [f"error: report not written: {exc}"]
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if suite.strict and not any(r["top1"] is not None for r in results):
+    if suite.strict and not runs and not any(r["top1"] is not None for r in results):
         state.summary["--strict-data"] = [
             f"no regression case ran ({len(results)} case(s) skipped or failed before measuring): "
             f"--strict-data makes this session fail"]
         if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _predictions_summary(suite: Suite, runs: list[dict]) -> list[str]:
+    computed, reused = sum(r["computed"] for r in runs), sum(r["reused"] for r in runs)
+    lines = [f"{computed} images predicted, {reused} reused from stored predictions "
+             f"({len(runs)} case{'' if len(runs) == 1 else 's'}, {suite.artifacts_dir})"]
+    if suite.image_shard:
+        lines.append(f"image shard {suite.image_shard}: no verdicts; join the shards with `python -m evaluator merge "
+                     f"--artifacts-dir MERGED DIR...`, then run `pytest -m regression --stored-only "
+                     f"--artifacts-dir=MERGED`")
+    return lines
 
 
 def _update_baselines(config, suite: Suite, state: SessionState) -> list[str]:

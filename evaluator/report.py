@@ -1,5 +1,5 @@
-"""Results of a run as a markdown report and a PNG plot of measured vs expected TOP1/TOP5; write_report also
-writes the history (history.py) and the HTML page (report_html.py).
+"""Results of a run as a markdown report, a PNG plot of measured vs expected TOP1/TOP5 and a junit summary;
+write_report also writes the history (history.py) and the HTML page (report_html.py).
 
 Cases are grouped as in the product README (ONNX, tflite, TensorFlow, official, then any other group alphabetically);
 inside a group they keep the order they were given in (the catalogue order).
@@ -331,6 +331,30 @@ def merge_results(previous, current, case_ids) -> list[CaseResult]:
     ran = {r.case_id for r in current}
     kept = [r for r in previous if r.case_id not in ran and r.case_id in set(case_ids)]
     return sorted([*kept, *current], key=lambda r: r.case_id)
+
+
+def junit_summary(results, suite_name: str = "imagenet-accuracy") -> str:
+    """One junit XML test case per regression case (fail -> failure, error -> error, skip and xfail -> skipped),
+    with measured, expected, band and n as properties."""
+    import xml.etree.ElementTree as ET
+
+    results = list(results)
+    suite = ET.Element("testsuite", name=suite_name, tests=str(len(results)),
+                       failures=str(sum(r.verdict == "fail" for r in results)),
+                       errors=str(sum(r.verdict == "error" for r in results)),
+                       skipped=str(sum(r.verdict in ("skip", "xfail") for r in results)))
+    for result in results:
+        case = ET.SubElement(suite, "testcase", classname="regression", name=result.case_id)
+        properties = ET.SubElement(case, "properties")
+        for name, value in (("TOP1_measured", result.top1), ("TOP1_expected", result.expected_top1),
+                            ("TOP1_band", result.band_top1), ("TOP5_measured", result.top5),
+                            ("TOP5_expected", result.expected_top5), ("n_images", result.n)):
+            if value is not None:
+                ET.SubElement(properties, "property", name=name, value=str(value))
+        tag = {"fail": "failure", "error": "error", "skip": "skipped", "xfail": "skipped"}.get(result.verdict)
+        if tag:
+            ET.SubElement(case, tag, message=(f"xfail: {result.note}" if result.verdict == "xfail" else result.note))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
 # ---- everything ------------------------------------------------------------------------------------------------------

@@ -426,3 +426,14 @@ def test_a_symbolic_output_shape_learns_the_class_count_from_one_batch(tmp_path,
 
 def test_the_pytest_plugin_offers_verify_data(pytestconfig):
     assert pytestconfig.getoption("verify_data") is False  # registered by evaluator/plugin.py; off unless asked
+
+
+def test_a_new_mtime_with_the_same_content_is_not_a_change(small_root, spec, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    first = predict(load_dataset(small_root), spec, artifacts)
+    touched = image_files(small_root)[4]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # a copy, a touch
+
+    again = predict(load_dataset(small_root), spec, artifacts)
+
+    assert again.computed == 0 and same_predictions(again.predictions, first.predictions)
