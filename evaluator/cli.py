@@ -1,4 +1,4 @@
-"""`python -m evaluator ...`: predict, accuracy, fetch, list, validate, report, diff."""
+"""`python -m evaluator ...`: predict, accuracy, fetch, list, validate, report, merge, diff."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ EPILOG_ACCURACY = """examples:
   python -m evaluator accuracy -m mobilenet_v1_025_128_quant --imagenet-dir ../shared/fixtures/imagenet
   python -m evaluator accuracy --predictions evaluation/resnet50/imagenet/predictions --imagenet-dir data/imagenet
 """
+EPILOG_MERGE = """examples (shard K of 3 on machine K, then merge and judge on one machine):
+  python -m evaluator predict -m mobilenet_v1_025_128_quant --shard 1/3 --artifacts-dir shard-1
+  python -m evaluator merge --artifacts-dir merged shard-1 shard-2 shard-3
+  python -m pytest -m regression --stored-only --artifacts-dir=merged
+"""
 
 
 def _positive_int(text: str) -> int:
@@ -29,6 +34,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
+
+
+def _shard(text: str):
+    """argparse type: K/N, an image shard."""
+    from .shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except EvaluatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _non_negative_float(text: str) -> float:
@@ -79,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict top-5 for every image", epilog=EPILOG_PREDICT, formatter_class=fmt)
     _add_run_options(p)
     p.add_argument("--write-texts", type=Path, help="also write the seed's per-image text files to this directory")
+    p.add_argument("--shard", metavar="K/N", type=_shard,
+                   help="predict only image shard K of N (every N-th image in id order), for `merge` to join")
 
     p = sub.add_parser("accuracy", help="TOP1/TOP5 of stored predictions", epilog=EPILOG_ACCURACY, formatter_class=fmt)
     _add_run_options(p)
@@ -98,12 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  python -m evaluator list", formatter_class=fmt)
     p.add_argument("--baselines", type=Path)
 
-    p = sub.add_parser("report", help="markdown report and PNG plot of the last pytest run's cases",
+    p = sub.add_parser("report", help="the report of the last pytest run again (report.md, report.html, plots), or "
+                                      "one report of several jobs' results (--merge)",
                        epilog="examples:\n  python -m evaluator report\n"
-                              "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report",
+                              "  python -m evaluator report --history      # trend.png: every case over the nights\n"
+                              "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report\n"
+                              "  python -m evaluator report --merge jobs/cases-1 jobs/cases-2 --out report",
                        formatter_class=fmt)
     p.add_argument("--results", type=Path, help="results.json written by pytest (default: artifacts/report/results.json)")
-    p.add_argument("--out", type=Path, help="output directory (default: beside the results)")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                   help="combine the results.json of several jobs (their report or artifacts directories) into one "
+                        "report.md, report.html, plots, results.json and junit.xml, with one history.csv row per case")
+    p.add_argument("--out", type=Path, help="output directory (default: beside the results; with --merge: "
+                                            "artifacts/report)")
+    p.add_argument("--history", action="store_true", help="only the trend plot of history.csv (TOP1/TOP5 per case "
+                   "over the sessions, with the expected value and band)")
+
+    p = sub.add_parser("merge", help="join image shards and other jobs' predictions into one artifacts directory",
+                       epilog=EPILOG_MERGE, formatter_class=fmt)
+    p.add_argument("--artifacts-dir", type=Path, required=True, help="output artifacts directory (OUT)")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="DIR",
+                   help="artifacts directories of the jobs (or directories holding them, or artifact directories)")
 
     p = sub.add_parser("diff", help="image-by-image comparison of two runs (gained, lost, McNemar p, classes)",
                        epilog="examples:\n  python -m evaluator diff artifacts/predictions/RUN_A artifacts/predictions/RUN_B\n"
@@ -212,7 +244,11 @@ def cmd_predict(args) -> int:
     print(dataset.describe())
     input_size = inspect_model(spec).input_size  # the model's own size (128, 160, ...), not the recipe's default
     print(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
-    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute)
+    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute,
+                  shard=args.shard)
+    if args.shard:
+        print(f"image shard {args.shard}: {len(run.predictions):,} of {len(dataset):,} images; join the shards with "
+              f"`python -m evaluator merge`")
     if run.reused:
         print(f"reused {run.reused} images from an earlier run, predicted {run.computed}")
     print(f"predictions: {run.artifact_dir / 'predictions.csv'}")
@@ -269,12 +305,12 @@ def _verdict_lines(args, dataset, predictions, scores) -> list[str]:
 def _stored_run_dir(args, dataset) -> Path:
     """The finished predictions artifact of this model/recipe/TTA/runtime/dataset, without running anything."""
     from .locations import default_artifacts_dir
-    from .pipeline import artifact_key, inspect_model
+    from .pipeline import artifact_key, inspect_model, predictions_dir
 
     spec = _run_spec(args)
     key = artifact_key(spec, inspect_model(spec), dataset)
-    directory = (args.artifacts_dir or default_artifacts_dir()) / "predictions" / \
-        f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
+    directory = predictions_dir(args.artifacts_dir or default_artifacts_dir(), spec.model_path, spec.tta,
+                                spec.runtime, key)
     if not (directory / "meta.json").is_file():
         raise EvaluatorError(f"no finished predictions for this model, recipe, TTA, runtime and dataset "
                              f"(looked in {directory}); run `python -m evaluator predict` with the same options first")
@@ -311,7 +347,7 @@ def cmd_fetch(args) -> int:
     baselines = _baselines(args)
     models_dir = args.models_dir or default_models_dir()
     lock = models_dir / "models.lock.json"
-    failures = []
+    fetched, failures = [], []
     for name in [args.model] if args.model else list(baselines.models):
         entry = baselines.model(name)
         for precision in [args.precision] if args.precision else list(entry.files):
@@ -323,14 +359,38 @@ def cmd_fetch(args) -> int:
             if model_file.prototxt:
                 urls.append((model_file.url.rsplit("/", 1)[0] + "/" + model_file.prototxt, model_file.prototxt, None))
             for url, file, sha256 in urls:
+                progress = _DownloadProgress(f"{name} {precision} {file}")
                 try:
-                    print(f"{name} {precision}: {fetch_model(url, models_dir / file, sha256, lock_file=lock)}")
+                    fetched.append(fetch_model(url, models_dir / file, sha256, lock_file=lock, progress=progress))
+                    print(f"{name} {precision}: {fetched[-1]}")
                 except FetchError as exc:  # one unreachable file does not stop the others
-                    failures.append(str(exc))
+                    failures.append(f"{name} {precision} {file}: {exc}")
                     print(f"{name} {precision}: {exc}", file=sys.stderr)
+                finally:
+                    progress.close()
     if failures:
-        raise EvaluatorError(f"{len(failures)} download(s) failed; the others are in {models_dir}")
+        where = f"; the {len(fetched)} that succeeded are in {models_dir}" if fetched else ""
+        raise EvaluatorError(f"{len(failures)} of {len(failures) + len(fetched)} downloads failed{where}:\n  "
+                             + "\n  ".join(failures))
     return 0
+
+
+class _DownloadProgress:
+    """fetch_model's progress callback shown as bytes, rate and ETA (evaluator.progress)."""
+
+    def __init__(self, desc: str):
+        self.desc, self.progress = desc, None
+
+    def __call__(self, received: int, total: int | None) -> None:
+        from .progress import Progress
+
+        if self.progress is None:
+            self.progress = Progress(total, self.desc, sys.stderr, unit="B")
+        self.progress.update(received - self.progress.done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
 
 def cmd_list(args) -> int:
@@ -361,19 +421,34 @@ def cmd_validate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .artifacts import read_json
+    from .history import plot_history, read_history
     from .locations import default_artifacts_dir
-    from .report import CaseResult, markdown_report, plot_results
-    from .artifacts import atomic_write_text
+    from .report import read_results, write_report
 
-    results_path = args.results or default_artifacts_dir() / "report" / "results.json"
+    report_dir = default_artifacts_dir() / "report"
+    if args.merge:
+        from .report_merge import write_merged_report
+
+        if args.results or args.history:
+            raise EvaluatorError("--merge takes the results files or directories itself: drop --results/--history")
+        results, paths = write_merged_report(args.merge, args.out or report_dir)
+        counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "xfail", "error", "skip")}
+        print(f"{len(results)} cases: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+        print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+        return 0
+    if args.history:
+        history = (args.results.parent if args.results else report_dir) / "history.csv"
+        if not history.is_file():
+            raise EvaluatorError(f"{history} not found: it is written by every pytest run with regression cases")
+        trend = plot_history(read_history(history), (args.out or history.parent) / "trend.png")
+        print(f"trend: {trend}")
+        return 0
+    results_path = args.results or report_dir / "results.json"
     if not results_path.is_file():
         raise EvaluatorError(f"{results_path} not found: run the regression cases first (`python -m pytest -m regression`)")
-    results = [CaseResult(**row) for row in read_json(results_path)]
-    out = args.out or results_path.parent
-    atomic_write_text(out / "report.md", markdown_report(results))
-    plot_results(results, out / "accuracy.png")
-    print(f"report: {out / 'report.md'}\nplot: {out / 'accuracy.png'}")
+    results, meta = read_results(results_path)
+    paths = write_report(results, args.out or results_path.parent, meta)
+    print("\n".join(f"{name}: {path}" for name, path in paths.items()))
     return 0
 
 
@@ -430,7 +505,16 @@ def cmd_cache(args) -> int:
     return 0
 
 
-COMMANDS = {"predict": cmd_predict, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
+def cmd_merge(args) -> int:
+    from .merge import merge_artifacts
+
+    for merged in merge_artifacts(args.inputs, args.artifacts_dir):
+        how = f"{merged.shards} shards" if merged.shards else "complete artifact"
+        print(f"{merged.action} ({how}, {merged.n_images:,} images): {merged.directory}")
+    return 0
+
+
+COMMANDS = {"predict": cmd_predict, "merge": cmd_merge, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
             "validate": cmd_validate, "report": cmd_report, "diff": cmd_diff, "cache": cmd_cache}
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.errors import DatasetError
+from evaluator.locations import default_imagenet_dir
+from evaluator.sample import check_sample, is_sample
 
 N_FULL_VAL = 50_000
 N_CLASSES = 1000
-ENV_IMAGENET_DIR = "EVALUATOR_IMAGENET_DIR"
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
 VAL_SOLUTION = "LOC_val_solution.csv"
 IMAGE_SUBDIR = Path("ILSVRC", "Data", "CLS-LOC", "val")
@@ -46,7 +47,7 @@ _KAGGLE_HINT = (
     "(kaggle competitions download -c imagenet-object-localization-challenge): unzip them into {root} "
     f"({SYNSET_MAPPING}, {VAL_SOLUTION} and imagenet_object_localization_patched2019.tar.gz), then run there "
     'tar -xvzf imagenet_object_localization_patched2019.tar.gz "*val*". '
-    f"To use another directory, set {ENV_IMAGENET_DIR} or pass the directory."
+    f"To use another directory, set EVALUATOR_IMAGENET_DIR or pass the directory."
 )
 
 
@@ -104,17 +105,11 @@ class Dataset:
         return f"{len(self.image_ids):,} images, {self.selection}, from {present}"
 
 
-def default_imagenet_dir() -> Path:
-    """ImageNet root: env EVALUATOR_IMAGENET_DIR if set, else <cwd>/data/imagenet."""
-    configured = os.environ.get(ENV_IMAGENET_DIR)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.cwd() / "data" / "imagenet"
-
-
 def load_dataset(root: str | Path | None = None) -> Dataset:
     """Validate the Kaggle layout under root (None: default_imagenet_dir()) and return the evaluated images."""
     root = default_imagenet_dir() if root is None else Path(root)
+    if is_sample(root):
+        check_sample()
     _check_layout(root)
     image_dir = root / IMAGE_SUBDIR
     wnids, class_names = read_synset_mapping(root / SYNSET_MAPPING)

@@ -15,6 +15,7 @@ from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
 from .preprocess import get_recipe
+from .shard import Shard
 from .verdict import Measurement, Verdict, judge_case
 
 
@@ -100,12 +101,21 @@ class CaseOutcome:
         return self.verdict.passed
 
 
-def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, **knobs) -> CaseOutcome:
-    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
+def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
+                 *, recompute: bool = False, progress=None, shard: Shard | None = None, stored_only: bool = False,
+                 **knobs) -> RunResult:
+    """Run (or reuse) one case's predictions, of every image or of one image shard, without judging them."""
     check_runtime(case.runtime)
     spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir, **knobs)
-    run = predict(dataset, spec, artifacts_dir, recompute=recompute)
+    return predict(dataset, spec, artifacts_dir, recompute=recompute, progress=progress, shard=shard,
+                   stored_only=stored_only)
+
+
+def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
+                  *, recompute: bool = False, progress=None, stored_only: bool = False, **knobs) -> CaseOutcome:
+    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
+    run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute, progress=progress,
+                       stored_only=stored_only, **knobs)
     scores = score(run.predictions)
     measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
                               fingerprint=dataset.fingerprint, predictions=run.predictions)
@@ -178,6 +188,7 @@ def case_result(baselines: Baselines, outcome: CaseOutcome):
         baseline_top1=measured.expected.top1 if measured is not None else None,
         baseline_band_top1=measured.metric("TOP1").band if measured is not None else None,
         accepted_gap=verdict.accepted_gap or "",
+        recipe=f"{meta.get('recipe', '')}: {meta.get('recipe_summary', '')}" if meta.get("recipe") else "",
     )
 
 

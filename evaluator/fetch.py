@@ -185,8 +185,9 @@ def fetch_model(url: str, dest: Path, sha256: str | None, *, lock_file: Path, ti
     _check_url(url)
     dest, lock_file = Path(dest), Path(lock_file)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # One download per destination at a time, across processes (pytest-xdist workers, parallel runs).
-    with file_lock(dest):
+    # One download per models directory at a time, across processes (pytest-xdist workers, parallel runs), through
+    # one hidden lock file: a lock file per model would leave an empty file beside every download that failed.
+    with file_lock(dest.parent / ".fetch"):
         expected = (_normalized_sha256(sha256, f"sha256 for {url}") if sha256 is not None
                     else _recorded_sha256(lock_file, dest.name))
         if dest.is_file() and expected is not None:

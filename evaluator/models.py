@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError, did_you_mean
-from .locations import fixtures_dir
+from .locations import model_search_dirs
 
 # Which runtimes can open which file format; the first one is the default where ailia is not licensed.
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "ailia"), "tflite": ("litert", "ailia")}
@@ -32,6 +32,8 @@ class ModelEntry:
     format: str
     classes: int
     files: dict[str, ModelFile]
+    # evaluated in image shards by the nightly (cases marked `large` in pytest), not as one case per job
+    large: bool = False
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -45,6 +47,7 @@ class ModelEntry:
 
 
 _MODEL_KEYS = {"summary", "format", "recipe", "classes", "files"}
+_OPTIONAL_MODEL_KEYS = {"large"}
 _FILE_KEYS = {"file", "url", "sha256", "prototxt", "recipe"}
 
 
@@ -67,9 +70,11 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
     models = {}
     for name, entry in (raw or {}).items():
         where = f"models.{name}"
-        check_keys(entry, where, _MODEL_KEYS, _MODEL_KEYS, problems)
+        check_keys(entry, where, _MODEL_KEYS | _OPTIONAL_MODEL_KEYS, _MODEL_KEYS, problems)
         if not isinstance(entry, dict):
             continue
+        if not isinstance(entry.get("large", False), bool):
+            problems.append(f"{where}.large: {entry['large']!r} must be true or false")
         if entry.get("format") not in FORMAT_RUNTIMES:
             problems.append(f"{where}.format: {entry.get('format')!r} is not one of {', '.join(FORMAT_RUNTIMES)}")
         if entry.get("classes") not in (1000, 1001):
@@ -95,7 +100,7 @@ def parse_models(raw: dict, problems: list[str]) -> dict[str, ModelEntry]:
             problems.append(f"{where}.files: at least one precision is needed")
         models[name] = ModelEntry(
             name=name, summary=str(entry.get("summary", "")), format=str(entry.get("format")),
-            classes=int(entry.get("classes") or 0), files=files,
+            classes=int(entry.get("classes") or 0), files=files, large=entry.get("large") is True,
         )
     return models
 
@@ -114,11 +119,6 @@ def _check_file_spec(spec: dict, where: str, fmt: str | None, problems: list[str
         problems.append(f"{where}.sha256: {sha!r} must be 64 lowercase hex digits or null")
 
 
-def model_search_dirs(models_dir: Path) -> list[Path]:
-    """Where model files are looked up: the models directory first, then the shared fixtures' models."""
-    return [Path(models_dir), fixtures_dir() / "models"]
-
-
 def locate_model_file(model_file: ModelFile, models_dir: Path) -> Path | None:
     """The first existing copy of a catalogue file, or None."""
     for directory in model_search_dirs(models_dir):
@@ -135,5 +135,6 @@ def missing_model_message(entry: ModelEntry, precision: str, models_dir: Path) -
     if model_file.url:
         return (f"model file {where} not found; download it from {model_file.url} with "
                 f"`python -m evaluator fetch -m {entry.name} --precision {precision}`")
-    return (f"model file {model_file.file} not found in {models_dir} or {fixtures_dir() / 'models'}; "
+    searched = ", ".join(str(d) for d in model_search_dirs(models_dir))
+    return (f"model file {model_file.file} not found in {searched}; "
             f"it has no single-file download URL: put it in {models_dir}")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -34,6 +35,8 @@ from .dataset import Dataset
 from .decode_cache import CACHE_DIR, mark_used
 from .errors import ArtifactError, ImageDecodeError, ModelError
 from .preprocess import Recipe
+from .progress import Progress
+from .shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +397,10 @@ def model_batch_size(spec: RunSpec, runtime) -> int:
     return max(spec.batch_size, runtime.max_batch or 0)
 
 
+class StoredPredictionsMissing(ArtifactError):
+    """predict(stored_only=True) found no finished artifact for the run."""
+
+
 class _Abandoned(Exception):
     """Raised in a worker thread whose chunk is no longer wanted."""
 
@@ -422,12 +429,22 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
     return directory
 
 
+def predictions_dir(artifacts_dir: Path, model_path: Path, tta: str, runtime: str, key: str) -> Path:
+    """Directory of the predictions artifact with this cache key."""
+    return Path(artifacts_dir) / "predictions" / f"{Path(model_path).stem}-{tta}-{runtime}-{key}"
+
+
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
-            progress: bool | None = None) -> RunResult:
-    """Predict every image of the dataset, reusing a finished artifact or the finished chunks of an interrupted run."""
+            progress: bool | TextIO | None = None, shard: Shard | None = None, stored_only: bool = False) -> RunResult:
+    """Predict every image of the dataset (or of one image shard of it), reusing a finished artifact or the finished
+    chunks of an interrupted run; stored_only: never predict, a missing artifact raises StoredPredictionsMissing."""
     info = inspect_model(spec)
-    key = artifact_key(spec, info, dataset)
-    directory = Path(artifacts_dir) / "predictions" / f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
+    key = artifact_key(spec, info, dataset)  # a shard keeps the whole dataset's key: merge rebuilds that artifact
+    directory = predictions_dir(artifacts_dir, spec.model_path, spec.tta, spec.runtime, key)
+    shard_meta = {}
+    if shard is not None:
+        shard_meta = {**shard.meta(len(dataset)), "dataset_fingerprint": dataset.fingerprint}
+        directory, dataset = directory.with_name(directory.name + shard.dir_suffix), shard.select(dataset)
     store = PredictionStore(directory)
     with file_lock(directory):  # a second process evaluating the same case waits here, then reuses
         if recompute:
@@ -435,14 +452,18 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
         if store.is_complete():
             return RunResult(store.load(), store.meta(), reused=len(dataset.image_ids), computed=0,
                              artifact_dir=directory)
+        if stored_only:
+            raise StoredPredictionsMissing(f"no finished predictions in {directory} and --stored-only forbids "
+                                           "predicting: the job or image shard that predicts this case did not finish")
         started = time.monotonic()
         done = store.done_ids()
         chunks = [c for c in _chunks(dataset, spec.chunk_size) if not set(c[1]) <= done]
         todo = sum(len(c[1]) for c in chunks)
         reused = len(dataset.image_ids) - todo
         config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
-        _run_chunks(config, chunks, store, _Progress(todo, progress, reused))
-        meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused)
+        desc = f"{Path(spec.model_path).stem} {spec.tta} {spec.runtime}" + (f" shard {shard}" if shard else "")
+        _run_chunks(config, chunks, store, _progress(todo, progress, reused, desc))
+        meta = {**_meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused), **shard_meta}
         predictions = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
         return RunResult(predictions, store.meta(), reused=reused, computed=todo, artifact_dir=directory)
 
@@ -455,7 +476,7 @@ def _chunks(dataset: Dataset, chunk_size: int):
         yield chunk_key, list(ids[start:end]), files[start:end], dataset.labels[start:end]
 
 
-def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: "_Progress") -> None:
+def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: Progress) -> None:
     """Run the chunks on worker threads, one runtime each, and keep each finished chunk as it arrives.
 
     Threads, not processes: JPEG decoding, resizing and inference all release the GIL, so the threads keep every core
@@ -509,7 +530,7 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
             stop.set()
         else:  # every finished chunk is kept, also those that arrive after a failure
             store.keep(item)
-            progress.advance(len(item.image_ids))
+            progress.update(len(item.image_ids))
             chunks_left -= 1
             if chunks_left and not stop.is_set() and time.monotonic() >= next_checkpoint:  # none after the last
                 store.checkpoint()
@@ -590,23 +611,9 @@ def _meta(spec: RunSpec, info: ModelInfo, dataset: Dataset, key: str, elapsed_s:
     }
 
 
-class _Progress:
-    """A one-line progress display on a terminal; silent in CI and when output is redirected."""
-
-    def __init__(self, total: int, enabled: bool | None, reused: int):
-        if enabled is None:
-            enabled = sys.stderr.isatty() and not os.environ.get("CI")
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
-        self.started = time.monotonic()
-        if reused and self.enabled:
-            print(f"reusing {reused} images from an earlier run", file=sys.stderr)
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.enabled:
-            rate = self.done / max(time.monotonic() - self.started, 1e-9)
-            print(f"\r{self.done}/{self.total} images, {rate:.0f}/s", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
+def _progress(total: int, output, reused: int, desc: str) -> Progress:
+    """Progress of a run: output None shows it on stderr, a stream on that stream, False nowhere."""
+    stream = sys.stderr if output is None or output is True else None if output is False else output
+    if stream is not None and reused:
+        print(f"{desc}: reusing {reused} images from an earlier run", file=stream, flush=True)
+    return Progress(total, desc, stream)

@@ -58,6 +58,8 @@ def _copy(tmp_path: Path) -> Path:
     (("recipe: onnx_zoo_mobilenetv2\n    classes: 1000", "recipe: onnx_zoo_mobilenetv2\n    classes: 1001"),
      "recipe onnx_zoo_mobilenetv2 has class offset 0, which does not fit 1001 classes"),
     (("schema: 1", "schema: 1\nextra: true"), "extra: unknown top-level key"),
+    (("classes: 1000\n    large: true", "classes: 1000\n    large: sometimes"),
+     "models.resnet50_pytorch.large: 'sometimes' must be true or false"),
 ])
 def test_malformed_file_names_the_key_path(tmp_path, edit, expected):
     path = _copy(tmp_path)

@@ -14,7 +14,6 @@ from imagenet_factory import IMAGE_SUBDIR, image_id, make_imagenet, real_imagene
 
 from evaluator.dataset import (
     N_FULL_VAL,
-    default_imagenet_dir,
     load_dataset,
     read_synset_mapping,
     read_val_solution,
@@ -88,14 +87,6 @@ def test_each_missing_piece_is_named_with_what_goes_there(tmp_path, relative, wh
     assert f"missing: {missing} (" in message
     assert what in message
     assert "imagenet-object-localization-challenge" in message
-
-
-def test_default_dir_comes_from_env_else_cwd(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVALUATOR_IMAGENET_DIR", str(tmp_path / "elsewhere"))
-    assert default_imagenet_dir() == tmp_path / "elsewhere"
-    monkeypatch.delenv("EVALUATOR_IMAGENET_DIR")
-    monkeypatch.chdir(tmp_path)
-    assert default_imagenet_dir() == tmp_path / "data" / "imagenet"
 
 
 def test_load_dataset_without_root_uses_the_env_directory(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ import re
 import shlex
 from pathlib import Path
 
-from evaluator.cli import EPILOG_ACCURACY, EPILOG_PREDICT, build_parser
+from evaluator.cli import EPILOG_ACCURACY, EPILOG_MERGE, EPILOG_PREDICT, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +22,8 @@ def test_ci_runs_the_readme_test_command():
 
 def test_cli_epilog_examples_parse():
     parser = build_parser()
-    for epilog in (EPILOG_PREDICT, EPILOG_ACCURACY):
+    for epilog in (EPILOG_PREDICT, EPILOG_ACCURACY, EPILOG_MERGE):
         for example in epilog.replace("\\\n", " ").splitlines():
             if example.strip().startswith("python -m evaluator"):
                 args = parser.parse_args(shlex.split(example)[3:])
-                assert args.command in ("predict", "accuracy")
+                assert args.command in ("predict", "accuracy", "merge")
