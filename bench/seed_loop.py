@@ -2,7 +2,7 @@
 
 One image at a time, as the seed's prediction.py does: list the image directory, cv2.imread, the model's recipe (the
 same functions the evaluator uses, so both sides do the same arithmetic), one inference call per image on a runtime
-given all cores, top-5 by argsort, one `<image id>.txt` per image with `label class_id score` lines.
+given all cores, top-5 by the recipe's ranking rule, one `<image id>.txt` per image with `label class_id score` lines.
 
     python bench/seed_loop.py --model-path M.tflite --recipe tf_slim_mobilenet_quant --imagenet-dir DIR --out DIR
 """
@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from evaluator.dataset import IMAGE_SUBDIR, SYNSET_MAPPING, read_synset_mapping
-from evaluator.preprocess import get_recipe, preprocess, to_input
+from evaluator.pipeline import top_k
+from evaluator.preprocess import geometry, geometry_is_cacheable, get_recipe, inputs_from_geometry, preprocess, to_input
 from evaluator.runtimes import open_runtime, runtime_for_file
 
 
@@ -45,11 +45,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     count = 0
     for name in sorted(os.listdir(image_dir)):
-        bgr = cv2.imread(str(image_dir / name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        image = preprocess(rgb, recipe, args.tta, size=size)
-        scores = runtime.run(to_input(image[None], recipe, runtime.input_spec))[0, recipe.class_offset:]
-        top5 = np.argsort(-scores, kind="stable")[:5]
+        flags = cv2.IMREAD_COLOR if recipe.exif_transpose else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        rgb = cv2.cvtColor(cv2.imread(str(image_dir / name), flags), cv2.COLOR_BGR2RGB)
+        if geometry_is_cacheable(recipe, args.tta):  # the recipe's exact value arithmetic, as the pipeline
+            batch = inputs_from_geometry(geometry(rgb, recipe, args.tta, size=size)[None], recipe, runtime.input_spec)
+        else:
+            batch = to_input(preprocess(rgb, recipe, args.tta, size=size)[None], recipe, runtime.input_spec)
+        scores = runtime.run(batch)
+        top5 = top_k(scores, recipe.class_offset, ranking=recipe.ranking)[0][0]
+        scores = scores[0, recipe.class_offset:]
         lines = "".join(f"{labels[c]} {c} {scores[c]:f}\n" for c in top5)
         (args.out / f"{name.split('.')[0]}.txt").write_text(lines, encoding="utf-8")
         count += 1

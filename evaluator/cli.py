@@ -257,12 +257,13 @@ def cmd_predict(args) -> int:
     from .artifacts import write_prediction_texts
     from .evaluate import failed_image_lines, score
     from .locations import default_artifacts_dir
-    from .pipeline import predict
+    from .pipeline import inspect_model, predict
 
     spec = _run_spec(args)
     dataset = _dataset(args)
     print(dataset.describe())
-    print(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta)}")
+    input_size = inspect_model(spec).input_size  # the model's own size (128, 160, ...), not the recipe's default
+    print(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
     run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute,
                   shard=args.shard)
     if args.shard:

@@ -43,7 +43,7 @@ from .shard import Shard
 log = logging.getLogger(__name__)
 
 # Bump when the pipeline's output for the same inputs changes, so old artifacts are not reused.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 TOP_K = 5
 
 
@@ -62,7 +62,6 @@ class RunSpec:
     chunk_size: int = 32              # images per resumable, cacheable unit of work
     checkpoint_s: float = 1.0         # finished chunks go to parts/ this often (0: each one); what a kill can lose
     decode_cache: bool = True
-    exif_transpose: bool = False
     # also compare each image's content hash with the one recorded when it was decoded (reads every image once)
     verify_data: bool = False
 
@@ -149,12 +148,10 @@ class _IdleRuntimes:
 
     def take(self, key: tuple, spec: RunSpec):
         """A kept runtime for this key, or a newly opened one."""
-        from .runtimes import open_runtime
-
         with self._lock:
             if key == self._key and self._runtimes:
                 return self._runtimes.pop()
-        return open_runtime(spec.runtime, spec.model_path, num_threads=spec.threads_per_worker)
+        return _open_runtime(spec)
 
     def give_back(self, key: tuple, runtimes: list) -> None:
         """Keep these runtimes (opened for `key`) for the next run; close those kept for another model."""
@@ -165,6 +162,24 @@ class _IdleRuntimes:
             self._runtimes.extend(runtimes)
         for runtime in stale:
             runtime.close()
+
+
+def uses_ailia_classifier(spec: RunSpec) -> bool:
+    """True for ailia ONNX runs whose documented numbers came from ailia.Classifier (REFERENCE 3.3): they go through
+    it, fed what the script feeds it. `--runtime ailia-net` runs ailia.Net on the evaluator's own preprocessing."""
+    return (spec.runtime == "ailia" and Path(spec.model_path).suffix.lower() == ".onnx"
+            and spec.recipe.ailia_classifier_range is not None)
+
+
+def _open_runtime(spec: RunSpec):
+    from .runtimes import open_runtime
+
+    if uses_ailia_classifier(spec):
+        from .runtimes.ailia import open_ailia_classifier
+
+        return open_ailia_classifier(spec.model_path, spec.recipe.ailia_classifier_range,
+                                     num_threads=spec.threads_per_worker)
+    return open_runtime(spec.runtime, spec.model_path, num_threads=spec.threads_per_worker)
 
 
 def _runtime_key(spec: RunSpec) -> tuple:
@@ -222,14 +237,18 @@ def _predict_chunk(config: _WorkerConfig, runtime, chunk: _Chunk, stop: threadin
     top5_ids = np.full((n, TOP_K), -1, dtype=np.int32)
     top5_scores = np.full((n, TOP_K), np.nan, dtype=np.float32)
     ok = [i for i, error in enumerate(errors) if not error and chunk.wanted[i]]
-    if ok:
+    if ok and hasattr(runtime, "classify"):  # ailia.Classifier ranks inside the SDK: its top-5 is the result
+        if stop.is_set():
+            raise _Abandoned
+        top5_ids[ok], top5_scores[ok] = runtime.classify([images[i] for i in ok], TOP_K)
+    elif ok:
         scores = _run_batches(config, runtime, images, to_model, ok, stop)
         finite = np.isfinite(scores).all(axis=1)
         for j, i in enumerate(ok):
             if not finite[j]:
                 errors[i] = f"model produced {int((~np.isfinite(scores[j])).sum())} NaN/infinite scores"
         good = np.flatnonzero(finite)
-        ids, values = top_k(scores[good], config.spec.recipe.class_offset)
+        ids, values = top_k(scores[good], config.spec.recipe.class_offset, ranking=config.spec.recipe.ranking)
         rows = np.asarray(ok)[good]
         top5_ids[rows], top5_scores[rows] = ids, values
     wanted = np.flatnonzero(chunk.wanted)
@@ -240,23 +259,34 @@ def _predict_chunk(config: _WorkerConfig, runtime, chunk: _Chunk, stop: threadin
     )
 
 
-def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
-    """Best k class ids (background column dropped) and their finite scores; ties go to the lower class id.
+def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K,
+          ranking: str = "argmax-lowest-id") -> tuple[np.ndarray, np.ndarray]:
+    """Best k class ids (background column dropped) and their finite scores, ranked by the recipe's rule.
 
-    Equal to the first k of a stable argsort of -scores, without sorting all 1000 columns: k rounds of argmax, which
-    returns the first (lowest) id among equal maxima, each taking the previous winner out. Quantized scores tie
-    often, and this costs the same with or without ties.
+    "argmax-lowest-id": the first k of a stable argsort of -scores, without sorting all 1000 columns: k rounds of
+    argmax, which returns the first (lowest) id among equal maxima, each taking the previous winner out.
+    "numpy-argsort": the scripts' np.argsort(row)[-k:][::-1] on the float32 row. Its order differs from the first
+    rule only where two of the best k + 1 scores are equal (distinct values sort the same way in any sort), so only
+    those rows are argsorted; quantized outputs tie often, float outputs almost never.
     """
-    remaining = scores[:, class_offset:].astype(np.float32)  # a copy: winners are overwritten below
+    class_scores = scores[:, class_offset:].astype(np.float32)
+    exact = ranking == "numpy-argsort"
+    remaining = class_scores.copy() if exact else class_scores  # winners are overwritten below
     k = min(k, remaining.shape[1])
+    rounds = min(k + 1, remaining.shape[1]) if exact else k
     rows = np.arange(len(remaining))
-    ids = np.empty((len(remaining), k), dtype=np.int32)
-    values = np.empty((len(remaining), k), dtype=np.float32)
-    for place in range(k):
+    ids = np.empty((len(remaining), rounds), dtype=np.int32)
+    values = np.empty((len(remaining), rounds), dtype=np.float32)
+    for place in range(rounds):
         ids[:, place] = best = remaining.argmax(axis=1)
         values[:, place] = remaining[rows, best]
         remaining[rows, best] = -np.inf
-    return ids, values
+    if exact:
+        tied = np.flatnonzero((values[:, 1:] == values[:, :-1]).any(axis=1))
+        if len(tied):  # numpy sorts each row of a 2-D argsort on its own, as the scripts' 1-D argsort
+            order = np.argsort(class_scores[tied], axis=1)[:, ::-1][:, :k]
+            ids[tied, :k], values[tied, :k] = order, np.take_along_axis(class_scores[tied], order, axis=1)
+    return ids[:, :k], values[:, :k]
 
 
 def _chunk_images(config: _WorkerConfig, runtime, chunk: _Chunk,
@@ -267,14 +297,16 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk: _Chunk,
     Cached geometry stays uint8 until each batch is run: a float batch made just before its model call is still in
     the core's cache, where a whole float chunk (19 MB at 224 pixels) would not be.
     """
-    from .preprocess import inputs_from_geometry, preprocess, to_input
+    from .preprocess import geometry_is_cacheable, inputs_from_geometry, preprocess, to_input
 
     spec, size = config.spec, config.input_size
-    if config.cache_dir is not None:
+    n = len(chunk.paths)
+    if hasattr(runtime, "classify"):
+        return _classifier_images(chunk, spec)
+    if geometry_is_cacheable(spec.recipe, spec.tta):  # the exact per-level values; cached on disk when enabled
         geometries, errors, chunk_stamps = _cached_geometry(config, chunk, save)
         return (geometries, lambda batch: inputs_from_geometry(batch, spec.recipe, runtime.input_spec), errors,
                 chunk_stamps)
-    n = len(chunk.paths)
     arrays, errors, chunk_stamps = [None] * n, [""] * n, stamps.empty(n)
     for i in np.flatnonzero(chunk.wanted):
         arrays[i], errors[i], chunk_stamps[i] = _load_image(
@@ -284,6 +316,25 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk: _Chunk,
         return None, None, errors, chunk_stamps
     inputs = to_input(np.stack([done if a is None else a for a in arrays]), spec.recipe, runtime.input_spec)
     return inputs, lambda batch: batch, errors, chunk_stamps
+
+
+def _classifier_images(chunk: _Chunk, spec: RunSpec) -> tuple[list, Callable, list[str], np.ndarray]:
+    """What resnet50.py hands ailia.Classifier per image: BGRA uint8 after the Python-side TTA (REFERENCE 3.3): a
+    224 x 224 crop for 1-crop / keep-aspect (whatever the network's size), the whole image for none."""
+    import cv2
+
+    from .preprocess import geometry
+
+    def to_bgra(bgr: np.ndarray) -> np.ndarray:
+        if spec.tta != "none":
+            bgr = geometry(bgr, spec.recipe, spec.tta)  # crops treat channels alike: BGR in, BGR out
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+
+    n = len(chunk.paths)
+    images, errors, chunk_stamps = [None] * n, [""] * n, stamps.empty(n)
+    for i in np.flatnonzero(chunk.wanted):
+        images[i], errors[i], chunk_stamps[i] = _load_image(chunk, i, spec, "BGR", to_bgra)
+    return images, lambda batch: batch, errors, chunk_stamps
 
 
 def _load_image(chunk: _Chunk, i: int, spec: RunSpec, channels: str,
@@ -315,12 +366,13 @@ def _load_image(chunk: _Chunk, i: int, spec: RunSpec, channels: str,
 def _decode(path: Path, data: bytes, spec: RunSpec, channels: str) -> np.ndarray:
     from .decode import decode_bytes
 
-    return decode_bytes(path, data, exif_transpose=spec.exif_transpose, channels=channels)
+    return decode_bytes(path, data, exif_transpose=spec.recipe.exif_transpose, channels=channels)
 
 
 def _cached_geometry(config: _WorkerConfig, chunk: _Chunk,
                      save: Callable) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there, with errors and stamps.
+    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there (computed only, for the
+    wanted images, when the cache is off: config.cache_dir None), with errors and stamps.
 
     An entry is `<chunk>.npy` (the images, zeros where decoding failed), whose presence marks the entry complete,
     preceded by `<chunk>.stamps.npy` (what each image was decoded from) and `<chunk>.errors.json` (the decode error
@@ -330,20 +382,26 @@ def _cached_geometry(config: _WorkerConfig, chunk: _Chunk,
     """
     from .preprocess import geometry
 
-    images_file = config.cache_dir / f"{chunk.key}.npy"
-    errors_file = config.cache_dir / f"{chunk.key}.errors.json"
-    stamps_file = config.cache_dir / f"{chunk.key}.stamps.npy"
     n, size = len(chunk.paths), config.input_size
+    images, errors, cached_stamps = np.zeros((n, size, size, 3), np.uint8), [""] * n, stamps.empty(n)
+    images_file = errors_file = stamps_file = None
+    if config.cache_dir is not None:
+        images_file = config.cache_dir / f"{chunk.key}.npy"
+        errors_file = config.cache_dir / f"{chunk.key}.errors.json"
+        stamps_file = config.cache_dir / f"{chunk.key}.stamps.npy"
     try:
+        if images_file is None:
+            raise OSError("decode cache off")
         images = read_array_exactly(images_file, (n, size, size, 3), np.uint8)
         cached_stamps = read_array_exactly(stamps_file, (n, 4), np.int64)
         errors = [str(error) for error in read_json(errors_file)] if errors_file.is_file() else [""] * n
         if len(errors) != n:
             raise ValueError("errors list of another length")
     except (OSError, ValueError, ArtifactError):
-        # not cached yet; a damaged entry is recomputed and replaced
+        # not cached yet (or the cache is off); a damaged entry is recomputed and replaced
         images, errors, cached_stamps = np.zeros((n, size, size, 3), np.uint8), [""] * n, stamps.empty(n)
-    redo = np.flatnonzero(stamps.stale(cached_stamps, chunk.listed, chunk.digests))
+    stale = stamps.stale(cached_stamps, chunk.listed, chunk.digests)
+    redo = np.flatnonzero(stale if images_file is not None else stale & chunk.wanted)
     if not len(redo):
         return images, errors, cached_stamps
     spec = config.spec
@@ -357,6 +415,8 @@ def _cached_geometry(config: _WorkerConfig, chunk: _Chunk,
             bgr[j] = image
     images = images.copy() if not images.flags.writeable else images
     images[redo] = bgr[..., ::-1]
+    if images_file is None:
+        return images, errors, cached_stamps
     if len(redo) < n:  # an entry being rewritten: remove it first, so old pixels never pair with new stamps
         save(_unlink, images_file, None)
     if any(errors):
@@ -412,7 +472,7 @@ def artifact_key(spec: RunSpec, info: ModelInfo, dataset: Dataset) -> str:
     checked by its stamp, see stamps.py)."""
     return cache_key(model_sha256=info.sha256, runtime=spec.runtime, runtime_version=info.runtime_version,
                      recipe=asdict(spec.recipe), tta=spec.tta, input_size=info.input_size,
-                     dataset=dataset.ids_key, exif=spec.exif_transpose, pipeline=PIPELINE_VERSION)
+                     dataset=dataset.ids_key, pipeline=PIPELINE_VERSION)  # the recipe holds exif_transpose
 
 
 def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> Path | None:
@@ -423,9 +483,9 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
     if not spec.decode_cache or not geometry_is_cacheable(spec.recipe, spec.tta):
         return None
     geometry = geometry_key(spec.recipe, spec.tta, input_size)
-    directory = Path(artifacts_dir) / CACHE_DIR / cache_key(geometry=geometry, exif=spec.exif_transpose,
-                                                            pipeline=PIPELINE_VERSION)
-    mark_used(directory, geometry + (", EXIF-rotated" if spec.exif_transpose else ""))
+    exif = spec.recipe.exif_transpose
+    directory = Path(artifacts_dir) / CACHE_DIR / cache_key(geometry=geometry, exif=exif, pipeline=PIPELINE_VERSION)
+    mark_used(directory, geometry + (", EXIF-rotated" if exif else ""))
     return directory
 
 

@@ -3,18 +3,20 @@
 A `Recipe` is data: geometry, colour order, values, layout, quantization and class offset of one model family,
 reproducing the scripts that produced the documented numbers (REFERENCE.md §3, §4, §8). Stages, in order:
 
-    geometry()        TTA crop / resize on the uint8 RGB image (cacheable, see geometry_is_cacheable)
+    geometry()        TTA crop / resize (and letterbox padding) on the uint8 image (cacheable, see geometry_is_cacheable)
     normalize()       colour order + values: clip((x * scale - mean) / std)
-    from_geometry()   normalize() plus the letterbox zero padding, which lives in the normalised domain
+    from_geometry()   normalize() of a geometry() output
     preprocess()      all of the above for one image, in the order the reference scripts use
     to_input()        batch layout (NCHW/NHWC) and input quantization for the model's input tensor
-    inputs_from_geometry()  to_input() of normalize() for a stack of size x size geometry() outputs, in one pass
+    inputs_from_geometry()  the model input for a stack of size x size geometry() outputs, in one pass
 
 For every recipe without normalize_before_resize, from_geometry(geometry(image, r, tta), r, tta) == preprocess(...).
 
 Integer geometry follows the scripts exactly: `int()` truncation for resized sizes, floor division for offsets.
-Values are computed in float32 with float32 constants, as the ailia TFLite Caffe and float paths do; where a script
-computes in float64 (ImageNet mean/std, x/127.5 - 1 on uint8 for int8 models) the values differ by float32 rounding.
+Values: inputs_from_geometry() reproduces each script's own numpy arithmetic (dtypes included, see
+`Recipe.arithmetic` and script_values()), so every input value is bit-identical to the script's. normalize() and
+preprocess() compute in float32 (the 'Caffe' scripts' own arithmetic; for "numpy" recipes equal to the script's
+values up to float32 rounding, which to_input()'s quantization can turn into one step).
 """
 
 from __future__ import annotations
@@ -37,13 +39,18 @@ TTA_MODES = ("none", "keep-aspect", "1-crop")
 _NONE_GEOMETRIES = ("stretch", "letterbox")
 _CROP_GEOMETRIES = ("short-side", "central-fraction")
 _RESIZES = ("cv2-bilinear", "pil-bilinear-antialias")
-# Largest image a recipe may create on the way to the model's input (4096 x 4096): a short-side resize of a 1x40000
-# image would otherwise make a 10,240,000 x 256 one.
-MAX_INTERMEDIATE_PIXELS = 1 << 24
+# Largest image a recipe may create on the way to the model's input (2**25 pixels, 100 MB as uint8 RGB): a 1x300 image
+# resized to a short side of 256 (76,800 x 256) passes, as in the scripts; a 1x3000 or 1x40000 one would need gigabytes.
+MAX_INTERMEDIATE_PIXELS = 1 << 25
 _COLOURS = ("RGB", "BGR")
 _LAYOUTS = ("NCHW", "NHWC")
 _QUANTIZES = ("from-model", "raw-uint8")
 _ROUNDINGS = ("trunc", "round")
+_ARITHMETICS = ("float32", "numpy")
+# How the top five are ranked. "numpy-argsort": numpy's default (unstable) argsort of the float32 score vector, last
+# five reversed, as the ailia-models-tflite scripts rank (REFERENCE 2.3): ties fall wherever numpy's sort puts them.
+# "argmax-lowest-id": a tie goes to the lower class id (a stable sort by descending score).
+RANKINGS = ("argmax-lowest-id", "numpy-argsort")
 # NETWORK_IMAGE_RANGE_* constants of ailia.Classifier (REFERENCE §5.1)
 _AILIA_RANGES = ("U_INT8", "S_INT8", "U_FP32", "S_FP32", "IMAGENET")
 _RESIZE_WORDS = {"cv2-bilinear": "OpenCV bilinear", "pil-bilinear-antialias": "PIL bilinear, antialiased"}
@@ -62,18 +69,29 @@ class Recipe:
     crop_fraction: float = 0.875  # 1-crop keeps this fraction (224/256); keep-aspect uses 1.0
     resize: str = "cv2-bilinear"  # or "pil-bilinear-antialias" (uint8 only)
     normalize_before_resize: bool = False  # the ailia TFLite 'Caffe' scripts normalise the full image, then resize
+    # decoding: the ailia TFLite scripts read with cv2.IMREAD_COLOR, which applies the EXIF orientation; the ailia
+    # ONNX scripts read with IMREAD_UNCHANGED, which does not (REFERENCE 3.2, 4.2, 9.6)
+    exif_transpose: bool = False
     # colour and values: value = clip((x * scale - mean) / std, *clip), channels in `colour` order
     colour: str = "RGB"
     scale: float = 1.0
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     clip: tuple[float, float] | None = None
+    # "float32": every step in float32 with float32 constants. "numpy": the ailia TFLite scripts' numpy dtypes after
+    # load_image (uint8 for an integer model, float32 for a float one): uint8 / 127.5 is float64, float32 / 127.5
+    # stays float32, an ImageNet mean/std array makes float64; a float model gets the result cast to float32.
+    arithmetic: str = "float32"
     # layout and quantization
     layout: str  # "NCHW" or "NHWC"; required: a wrong guess still runs and silently costs accuracy
     quantize: str = "from-model"  # uint8/int8 inputs: q = x / scale + zero_point; "raw-uint8": pixels fed as they are
     quantize_rounding: str = "trunc"  # the tflite scripts truncate (astype); "round" for round-to-nearest-even
+    # load_image(output_type=int8) truncates the values to the model's integer dtype before format_input_tensor
+    # quantizes them again with the model's own scale and zero point (the 'Caffe' int8 scripts, REFERENCE 4.3)
+    cast_before_quantize: bool = False
     # output
     class_offset: int = 0  # 1 for 1001-output models (index 0 = background)
+    ranking: str = "argmax-lowest-id"  # one of RANKINGS: the rule the documented numbers were ranked with
     # ailia.Classifier path (ailia runtime, ONNX rows): NETWORK_IMAGE_RANGE_* name, or None when not offered
     ailia_classifier_range: str | None = None
 
@@ -98,8 +116,14 @@ class Recipe:
             parts.append(f"{self.layout} uint8")
         else:
             parts.append(f"{self.layout} float32, {self.quantize_rounding}-quantized if the model input is integer")
+        if self.cast_before_quantize:
+            parts[-1] += " after truncation to the input dtype"
         if self.class_offset:
             parts.append(f"output index {self.class_offset} = class 0")
+        if self.exif_transpose:
+            parts.append("EXIF orientation applied")
+        if self.ranking == "numpy-argsort":
+            parts.append("ranked by numpy argsort")
         return "; ".join(parts)
 
 
@@ -109,7 +133,8 @@ def _validate(recipe: Recipe) -> None:
 
     for field, choices in (("none_geometry", _NONE_GEOMETRIES), ("crop_geometry", _CROP_GEOMETRIES),
                            ("resize", _RESIZES), ("colour", _COLOURS), ("layout", _LAYOUTS),
-                           ("quantize", _QUANTIZES), ("quantize_rounding", _ROUNDINGS)):
+                           ("quantize", _QUANTIZES), ("quantize_rounding", _ROUNDINGS),
+                           ("arithmetic", _ARITHMETICS), ("ranking", RANKINGS)):
         value = getattr(recipe, field)
         if value not in choices:
             fail(f"{field} must be one of {', '.join(choices)}; got {value!r}")
@@ -146,10 +171,13 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 # ailia-models ONNX scripts (REFERENCE §3): short-side crops for 1-crop / keep-aspect, plain stretch for none, NCHW.
+# IMREAD_UNCHANGED: no EXIF orientation. Ranking: the documented numbers were ranked by ailia.Classifier inside the
+# SDK (tie rule unpublished); float scores rarely tie, and a tie goes to the lower id here.
 _AILIA_ONNX = Recipe(name="ailia_onnx", summary="ailia-models ONNX classifier", layout="NCHW")
-# ailia-models-tflite scripts (REFERENCE §4.2): same crops, but none is a letterbox padded after normalisation, NHWC.
+# ailia-models-tflite scripts (REFERENCE §4.2): same crops, but none is a letterbox padded with black in the loaded
+# image's domain, NHWC; IMREAD_COLOR applies EXIF; the documented numbers were ranked with numpy's default argsort.
 _AILIA_TFLITE = Recipe(name="ailia_tflite", summary="ailia-models-tflite classifier", layout="NHWC",
-                       none_geometry="letterbox")
+                       none_geometry="letterbox", exif_transpose=True, arithmetic="numpy", ranking="numpy-argsort")
 
 
 def _recipe(base: Recipe, name: str, summary: str, **differences) -> Recipe:
@@ -160,9 +188,8 @@ _RESNET50_KERAS = _recipe(
     _AILIA_TFLITE, "resnet50_keras", "tf.keras ResNet50 (ailia TFLite, 'Caffe' normalisation)",
     normalize_before_resize=True, colour="BGR", mean=_CAFFE_MEAN_BGR,
     # the script clips to the int8 range even for the float model (bright pixels saturate, unlike Keras) §9.5.
-    # For int8 models it also truncates to int8 before format_input_tensor: the same as our single truncation
-    # when the input scale is 1 and the zero point 0, as these [-128, 127] models are documented to take.
-    clip=(-128.0, 127.0))
+    # Its values are float32 throughout (uint8 minus a float32 mean), so "numpy" arithmetic changes nothing here.
+    clip=(-128.0, 127.0), cast_before_quantize=True)
 _MOBILENET_KERAS = _recipe(
     _AILIA_TFLITE, "mobilenet_keras", "Keras MobileNet v1/v2 float and recalibrated int8 (ailia TFLite)",
     # load_image keeps uint8 ('None'), resizes uint8, and only then the script applies x/127.5 - 1
@@ -184,7 +211,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     _recipe(_RESNET50_KERAS, "efficientnetlite0_keras_legacy",
             "EfficientNet-Lite0 Keras int8, 4-image calibration (legacy, 'Caffe' normalisation)"),
     _recipe(_AILIA_TFLITE, "efficientnetlite0_torch", "timm EfficientNet-Lite0 converted to TFLite (--torch)",
-            # the script's float64 result is cast to float32 here; the float model only accepts float32
+            # the script's float64 result is cast to float32 for the float model, which only accepts float32
             scale=1 / 255, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
     Recipe(name="tf_slim_mobilenet_quant",
            summary="TF-slim quantization-aware MobileNets (TFLite hosted models, uint8 in, 1001 outputs)",
@@ -195,6 +222,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            # (The TFLite evaluation tool behind the published numbers rounds crop size and offset: <= 1 px apart.)
            crop_geometry="central-fraction",
            quantize="raw-uint8",  # input quantization (1/128, 128) maps 0..255 to [-1, 1) inside the model
+           # tf.image.decode_jpeg ignores EXIF; the TFLite evaluation tool ranks with std::stable_sort by descending
+           # score (ties: lower id; its 2018 version used std::sort, whose tie order is unspecified)
            class_offset=1),
     Recipe(name="onnx_zoo_mobilenetv2",
            summary="ONNX model zoo MobileNetV2-1.0 int8 (float input, QLinear ops inside)",
@@ -202,6 +231,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            # the zoo's imagenet_preprocess.py resizes with PIL Image.resize(BILINEAR), which antialiases when
            # downscaling; OpenCV bilinear does not. (It rounds the long side where we truncate: at most 1 px.)
            resize="pil-bilinear-antialias",
+           # Image.open ignores EXIF; the zoo's scripts rank with np.argsort(-scores), ties within noise
            scale=1 / 255, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
 )}
 
@@ -227,10 +257,8 @@ def geometry_is_cacheable(recipe: Recipe, tta: str | None = None) -> bool:
     Args:
         tta: the TTA mode; None answers for every mode at once (False if any mode cannot be cached).
     """
-    if recipe.normalize_before_resize:
-        return False  # these recipes resize float values; a cached uint8 resize would round differently
-    letterbox_possible = tta in (None, "none") and recipe.none_geometry == "letterbox"
-    return not letterbox_possible  # the letterbox is smaller than size x size until from_geometry() pads it
+    # these recipes resize float values; a cached uint8 resize would round differently
+    return not recipe.normalize_before_resize
 
 
 def geometry_key(recipe: Recipe, tta: str, size: int | None = None) -> str:
@@ -248,11 +276,10 @@ def geometry_key(recipe: Recipe, tta: str, size: int | None = None) -> str:
 # --- geometry -----------------------------------------------------------------------------------------------------
 
 def geometry(image_rgb_u8: np.ndarray, recipe: Recipe, tta: str, size: int | None = None) -> np.ndarray:
-    """TTA crop/resize of an HxWx3 uint8 image: size x size, except letterbox, which returns the unpadded scaling.
+    """TTA crop/resize of an HxWx3 uint8 image to size x size (a letterbox is padded with black pixels).
 
     Args:
         size: model input size; defaults to recipe.input_size.
-    The letterbox padding is 0 in the normalised domain, so from_geometry() adds it.
     """
     check_tta(tta)
     return _geometry(_checked_image(image_rgb_u8), recipe, tta, _checked_size(recipe, size))
@@ -263,8 +290,9 @@ def _geometry(image: np.ndarray, recipe: Recipe, tta: str, size: int) -> np.ndar
         # whole image, aspect ignored: nothing is lost, shapes are distorted
         return _resize(image, size, size, recipe.resize)
     if tta == "none":
-        # letterbox: long side to `size`, aspect kept, nothing lost; padding comes after normalisation
-        return _letterbox_resize(image, size, recipe.resize)
+        # letterbox: long side to `size`, aspect kept, nothing lost. Padded with 0 in the domain of `image`, as
+        # the scripts' cv2.copyMakeBorder does: a black uint8 pixel, or 0 after 'Caffe' normalise-before-resize.
+        return _pad_to_square(_letterbox_resize(image, size, recipe.resize), size)
     fraction = recipe.crop_fraction if tta == "1-crop" else 1.0
     if recipe.crop_geometry == "short-side":
         # short side to size/fraction, centre crop: aspect kept, the long side's ends are lost
@@ -348,6 +376,29 @@ def normalize_values(values_u8: np.ndarray, recipe: Recipe) -> np.ndarray:
     return values
 
 
+def script_values(values_u8: np.ndarray, recipe: Recipe, input_dtype) -> np.ndarray:
+    """The values a model with input dtype `input_dtype` is handed before quantization, for colour-ordered uint8
+    values, in the recipe's arithmetic: float32 (normalize_values) or the ailia TFLite scripts' numpy dtypes."""
+    if recipe.quantize == "raw-uint8":
+        return values_u8
+    if recipe.arithmetic == "float32":
+        return normalize_values(values_u8, recipe)
+    # load_image(output_type=...) returns uint8 for an integer model and float32 for a float model; the script's
+    # own operators then promote as numpy does (a Python float keeps float32, turns uint8 into float64)
+    values = values_u8 if np.dtype(input_dtype).kind in "iu" else values_u8.astype(np.float32)
+    if recipe.scale != 1.0:
+        values = values / round(1.0 / recipe.scale, 9)  # x / 127.5, x / 255 with the script's Python float
+    if recipe.std == (1.0, 1.0, 1.0) and len(set(recipe.mean)) == 1:
+        if recipe.mean[0]:
+            values = values - recipe.mean[0]  # x / 127.5 - 1: a Python float again
+    else:  # per-channel constants are numpy arrays in the scripts: float32 for 'Caffe', float64 for ImageNet
+        constant_dtype = np.float32 if recipe.clip is not None else np.float64
+        values = (values - np.asarray(recipe.mean, dtype=constant_dtype)) / np.asarray(recipe.std, dtype=constant_dtype)
+    if recipe.clip is not None:
+        values = np.maximum(np.minimum(values, recipe.clip[1]), recipe.clip[0])
+    return values
+
+
 _LEVELS = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3): every uint8 level
 
 
@@ -357,12 +408,10 @@ def _value_table(recipe: Recipe) -> np.ndarray:
 
 
 def from_geometry(image_u8: np.ndarray, recipe: Recipe, tta: str, size: int | None = None) -> np.ndarray:
-    """Model values from a geometry() output: normalize(), then the letterbox's centred zero padding to size x size."""
+    """Model values (float32, uint8 for raw-uint8) of a size x size geometry() output: normalize()."""
     check_tta(tta)
     size = _checked_size(recipe, size)
     values = normalize(image_u8, recipe)
-    if tta == "none" and recipe.none_geometry == "letterbox":
-        return _pad_to_square(values, size)
     if values.shape[:2] != (size, size):
         raise ValueError(f"from_geometry: expected a {size}x{size} geometry() output for recipe {recipe.name!r} "
                          f"TTA {tta}; got {values.shape[1]}x{values.shape[0]}")
@@ -386,7 +435,7 @@ def preprocess(image_rgb_u8: np.ndarray, recipe: Recipe, tta: str, size: int | N
     size = _checked_size(recipe, size)
     if recipe.normalize_before_resize:
         # the ailia TFLite 'Caffe' scripts normalise and clip the full image, then resize the float32 values
-        return _pad_to_square(_geometry(normalize(image, recipe), recipe, tta, size), size)
+        return _geometry(normalize(image, recipe), recipe, tta, size)
     return from_geometry(_geometry(image, recipe, tta, size), recipe, tta, size)
 
 
@@ -450,7 +499,8 @@ def _input_table(recipe: Recipe, dtype: np.dtype, scale: float | None, zero_poin
     from evaluator.runtimes.base import TensorSpec
 
     spec = TensorSpec("table", (None, 256, 3), dtype, scale, zero_point)
-    table = _input_values(normalize(_LEVELS, recipe)[None], recipe, spec)[0, 0]  # (256, 3)
+    # _LEVELS has equal levels in every channel, so it is already in the recipe's colour order
+    table = _input_values(script_values(_LEVELS, recipe, dtype)[None], recipe, spec)[0, 0]  # (256, 3)
     sources = (2, 1, 0) if recipe.colour == "BGR" else (0, 1, 2)
     identity = (table.dtype == np.uint8 and sources == (0, 1, 2)
                 and bool((table == np.arange(256, dtype=np.uint8)[:, None]).all()))
@@ -461,6 +511,8 @@ def _input_table(recipe: Recipe, dtype: np.dtype, scale: float | None, zero_poin
 def _input_values(batch: np.ndarray, recipe: Recipe, spec: TensorSpec) -> np.ndarray:
     dtype = np.dtype(spec.dtype)
     if dtype in (np.uint8, np.int8):
+        if recipe.cast_before_quantize and batch.dtype.kind == "f":
+            batch = batch.astype(dtype)  # load_image's astype: truncation toward zero
         return _quantize(batch, recipe, spec, dtype)
     if dtype.kind == "f":
         return batch.astype(dtype, copy=False)
@@ -477,9 +529,12 @@ def _quantize(batch: np.ndarray, recipe: Recipe, spec: TensorSpec, dtype: np.dty
     if spec.scale is None or spec.zero_point is None or not spec.scale > 0:
         raise RecipeError(f"recipe {recipe.name!r}: input tensor {spec.name!r} is {dtype} but has no usable "
                           f"quantization (scale={spec.scale!r}, zero_point={spec.zero_point!r})")
-    # REFERENCE §4.3: q = x / scale + zero_point, clipped to the dtype's range, then astype (truncation)
+    # REFERENCE §4.3: q = x / scale + zero_point, clipped to the dtype's range, then astype (truncation). The
+    # model's scale is a float32 array and its zero point an int32 array: numpy divides integer and float32 inputs
+    # in float32 and float64 inputs in float64, then adds the zero point in float64, as the scripts do.
     limits = np.iinfo(dtype)
-    q = np.clip(batch.astype(np.float64) / spec.scale + spec.zero_point, limits.min, limits.max)
+    q = batch / np.asarray([spec.scale], dtype=np.float32) + np.asarray([spec.zero_point], dtype=np.int32)
+    q = np.clip(q, limits.min, limits.max)
     if recipe.quantize_rounding == "round":
         q = np.rint(q)
     return q.astype(dtype)
@@ -517,7 +572,8 @@ def _describe_geometry(recipe: Recipe, tta: str, size: int) -> str:
     if tta == "none" and recipe.none_geometry == "stretch":
         return f"{before}whole image stretched to {size}x{size} ({how})"
     if tta == "none":
-        return f"{before}letterbox: long side to {size} ({how}), padded to {size}x{size} with 0 after normalisation"
+        pad = "0 (the mean colour)" if recipe.normalize_before_resize else "black pixels"
+        return f"{before}letterbox: long side to {size} ({how}), padded to {size}x{size} with {pad}"
     fraction = recipe.crop_fraction if tta == "1-crop" else 1.0
     if recipe.crop_geometry == "short-side":
         return f"{before}short side to {int(size / fraction)} ({how}), centre crop {size}"

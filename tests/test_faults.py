@@ -160,7 +160,8 @@ def test_unusual_valid_images_are_decoded_by_the_policy_and_predicted(tmp_path):
     spec = RunSpec(fake_model(tmp_path / "tiny.fake.json"), get_recipe(FAKE_RECIPE), "1-crop", "fake", workers=1)
 
     for exif_transpose in (False, True):
-        run = predict(load_dataset(root), replace(spec, exif_transpose=exif_transpose), tmp_path / "artifacts")
+        run = predict(load_dataset(root), replace(spec, recipe=replace(spec.recipe, exif_transpose=exif_transpose)),
+                      tmp_path / "artifacts")
         assert run.predictions.errors.tolist() == [""] * 6
         assert (run.predictions.top5_ids >= 0).all()
         # 16-bit 0x8000 keeps its high byte, 128 (model value 128 / 127.5 - 1): class 502; clipping would give 900
@@ -409,7 +410,7 @@ def test_pytest_with_a_malformed_baselines_file_stops_with_a_usage_error(pyteste
     (["--model-path", "m.onnx", "--recipe", "mobilenet_kera"],
      "unknown recipe 'mobilenet_kera'; did you mean mobilenet_keras? available: "),
     (["-m", "tiny", "--runtime", "onnxruntim"],
-     "unknown runtime 'onnxruntim'; did you mean onnxruntime? available: ailia, auto, fake, litert, onnxruntime"),
+     "unknown runtime 'onnxruntim'; did you mean onnxruntime? available: ailia, ailia-net, auto, fake, litert, onnxruntime"),
     (["-m", "tiny", "--tta", "1crop"], "unknown TTA mode '1crop'; did you mean 1-crop? available: 1-crop, keep-aspect"),
 ])
 def test_unknown_name_is_one_line_listing_the_valid_names(tmp_path, capsys, args, message):

@@ -23,6 +23,7 @@ from evaluator.preprocess import (
     inputs_from_geometry,
     geometry_key,
     preprocess,
+    script_values,
     to_input,
 )
 from evaluator.runtimes.base import TensorSpec
@@ -115,31 +116,35 @@ def test_stretch_none_ignores_aspect():
     (500, 375, (224, 168), (0, 28)),
     (300, 300, (224, 224), (0, 0)),
 ])
-def test_letterbox_size_and_zero_padding_after_normalisation(height, width, new_hw, pad_top_left):
+def test_letterbox_size_and_black_padding_before_normalisation(height, width, new_hw, pad_top_left):
     recipe = get_recipe("mobilenet_keras")
     image = random_image(height, width)
-    unpadded = geometry(image, recipe, "none")
-    assert unpadded.shape[:2] == new_hw  # geometry() stops before padding: the pad value is a normalised 0
-    out = preprocess(image, recipe, "none")
+    padded = geometry(image, recipe, "none")
     new_h, new_w = new_hw
     top, left = pad_top_left
-    assert out.shape == (224, 224, 3) and out.dtype == np.float32
-    interior = out[top:top + new_h, left:left + new_w]
-    np.testing.assert_array_equal(interior, normalize(cv2_resize(image, new_w, new_h), recipe))
+    assert padded.shape == (224, 224, 3) and padded.dtype == np.uint8
+    np.testing.assert_array_equal(padded[top:top + new_h, left:left + new_w], cv2_resize(image, new_w, new_h))
     padding = np.ones((224, 224), bool)
     padding[top:top + new_h, left:left + new_w] = False
     assert padding.sum() == 224 * 224 - new_h * new_w
-    assert np.all(out[padding] == 0.0)
+    assert np.all(padded[padding] == 0)  # black uint8 pixels, as the script's copyMakeBorder pads load_image's uint8
+    out = preprocess(image, recipe, "none")
+    assert out.shape == (224, 224, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, normalize(padded, recipe))
+    assert np.all(out[padding] == -1.0)  # x/127.5 - 1 of a black pixel
 
 
-def test_letterbox_padding_is_the_mean_colour_not_black():
-    black = np.zeros((499, 333, 3), np.uint8)
-    for name in ("mobilenet_keras", "resnet50_keras"):
-        out = preprocess(black, get_recipe(name), "none")
-        # black pixels normalise to -1 (x/127.5-1) or -mean (Caffe); the padding columns stay at 0
-        assert np.all(out[:, :37] == 0.0) and np.all(out[:, 37 + 149:] == 0.0) and np.all(out[223:] == 0.0)
-        assert np.all(out[:223, 37:37 + 149] < -0.5)
-    raw = preprocess(black + 7, get_recipe("mobilenetv2_keras_legacy"), "none")
+def test_letterbox_padding_is_black_for_uint8_scripts_and_zero_for_caffe():
+    white = np.full((499, 333, 3), 255, np.uint8)
+    # 'None'-loaded scripts pad black uint8 pixels, normalised afterwards: -1, or -mean/std for the torch recipe
+    assert np.all(preprocess(white, get_recipe("mobilenet_keras"), "none")[:, :37] == -1.0)
+    torch_pad = preprocess(white, get_recipe("efficientnetlite0_torch"), "none")[0, 0]
+    np.testing.assert_allclose(torch_pad, -np.array([0.485, 0.456, 0.406]) / np.array([0.229, 0.224, 0.225]), rtol=1e-6)
+    # 'Caffe' normalises before resizing: its padding is 0 in the normalised domain (the mean colour)
+    caffe = preprocess(white, get_recipe("resnet50_keras"), "none")
+    assert np.all(caffe[:, :37] == 0.0) and np.all(caffe[:, 37 + 149:] == 0.0) and np.all(caffe[223:] == 0.0)
+    assert np.all(caffe[:223, 37:37 + 149] > 100)
+    raw = preprocess(white - 248, get_recipe("mobilenetv2_keras_legacy"), "none")
     assert raw[0, 0].tolist() == [0.0, 0.0, 0.0] and raw[0, 40].tolist() == [7.0, 7.0, 7.0]
 
 
@@ -251,10 +256,10 @@ def test_caffe_normalises_before_resizing():
 
 def test_geometry_is_cacheable_flags():
     caffe = {"resnet50_keras", "efficientnetlite0_keras_legacy"}
-    letterbox = {"mobilenet_keras", "mobilenetv2_keras_legacy", "efficientnetlite0_keras", "efficientnetlite0_torch"}
     assert {name for name, recipe in RECIPES.items() if not geometry_is_cacheable(recipe, "1-crop")} == caffe
-    assert {name for name, recipe in RECIPES.items() if not geometry_is_cacheable(recipe, "none")} == caffe | letterbox
-    assert {name for name, recipe in RECIPES.items() if not geometry_is_cacheable(recipe)} == caffe | letterbox
+    # the letterbox is padded in uint8, so it is a cacheable size x size image like any other geometry
+    assert {name for name, recipe in RECIPES.items() if not geometry_is_cacheable(recipe, "none")} == caffe
+    assert {name for name, recipe in RECIPES.items() if not geometry_is_cacheable(recipe)} == caffe
 
 
 def test_geometry_key_names_what_changes_the_image():
@@ -329,7 +334,12 @@ def test_inputs_from_geometry_equal_to_input_of_normalize(name, colour):
     shape = (None, 3, 6, 6) if recipe.layout == "NCHW" else (None, 6, 6, 3)
     for dtype, scale, zero_point in tensors:
         input_spec = spec(dtype, shape, scale, zero_point)
-        expected = to_input(np.stack([normalize(image, recipe) for image in images]), recipe, input_spec)
+        # script_values() is the recipe's exact arithmetic (normalize() is its float32 view)
+        ordered = np.ascontiguousarray(images[..., ::-1]) if colour == "BGR" else images
+        expected = to_input(script_values(ordered, recipe, dtype), recipe, input_spec)
+        if recipe.arithmetic == "float32":
+            np.testing.assert_array_equal(
+                expected, to_input(np.stack([normalize(image, recipe) for image in images]), recipe, input_spec))
 
         got = inputs_from_geometry(images, recipe, input_spec)
 

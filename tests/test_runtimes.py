@@ -97,7 +97,7 @@ def test_runtime_for_unknown_file_type():
 
 
 def test_runtime_available_for_installed_and_fake():
-    assert set(RUNTIMES) == {"onnxruntime", "litert", "ailia", "fake"}
+    assert set(RUNTIMES) == {"onnxruntime", "litert", "ailia", "ailia-net", "fake"}
     assert runtime_available("fake") is None
     assert runtime_available("onnxruntime") is None
 
@@ -787,3 +787,73 @@ def test_real_ailia_constructor_licence_error_is_converted(real_ailia, monkeypat
         open_runtime("ailia", path)
     captured = capsys.readouterr()
     assert "is not found" not in captured.out + captured.err
+
+
+# ---------------------------------------------------------------- ailia: which ONNX path a case takes
+
+
+def _recorded_images(monkeypatch) -> list:
+    """Copies of the images the double's Classifier.compute receives."""
+    seen = []
+    classifier = sys.modules["ailia"].Classifier
+    original = classifier.compute
+    monkeypatch.setattr(classifier, "compute", lambda self, image, n=1: (seen.append(image.copy()),
+                                                                          original(self, image, n))[1])
+    return seen
+
+
+@pytest.mark.parametrize("tta", ["none", "1-crop", "keep-aspect"])
+@pytest.mark.parametrize("recipe_name, range_value", [("resnet50_pytorch", 4), ("resnet50_chainer", 1)])
+def test_ailia_onnx_cases_go_through_the_classifier_as_the_script_feeds_it(sdk_calls, tmp_path, monkeypatch, tta,
+                                                                          recipe_name, range_value):
+    import oracle
+    from evaluator.dataset import load_dataset
+    from evaluator.pipeline import RunSpec, predict
+    from evaluator.preprocess import get_recipe
+    from imagenet_factory import make_imagenet
+
+    make_imagenet(tmp_path / "imagenet", n_images=3)
+    dataset = load_dataset(tmp_path / "imagenet")
+    seen = _recorded_images(monkeypatch)
+    model = model_file(tmp_path, "resnet50.onnx", prototxt=True)
+    run = predict(dataset, RunSpec(model, get_recipe(recipe_name), tta, "ailia", workers=1), tmp_path / "artifacts")
+
+    assert [call[2]["range"] for call in calls_named(sdk_calls, "Classifier")] == [range_value]
+    assert calls_named(sdk_calls, "predict") == []  # ailia.Net is not used
+    # per image, exactly the BGRA uint8 image resnet50.py hands compute(): IMREAD_UNCHANGED, BGRA, its own TTA
+    assert len(seen) == 3
+    for image, path in zip(seen, dataset.image_files()):
+        expected = oracle.ailia_imread(path)
+        expected = oracle.cv2.cvtColor(expected, oracle.cv2.COLOR_BGR2BGRA)
+        if tta != "none":
+            expected = oracle.crop_tta(expected, 256 if tta == "1-crop" else 224, 224)
+        np.testing.assert_array_equal(image, expected)
+    # the Classifier's own ranking is the result (the double ranks from the image's first value)
+    np.testing.assert_array_equal(run.predictions.top5_ids, [[int(i[0, 0, 0]) + r for r in range(5)] for i in seen])
+
+
+def test_ailia_net_is_an_explicit_runtime_judged_as_another_runtime(sdk_calls, tmp_path):
+    from dataclasses import replace
+
+    from evaluator.baselines import DEFAULT_BASELINES, Case, load_baselines
+    from evaluator.dataset import load_dataset
+    from evaluator.pipeline import RunSpec, predict
+    from evaluator.preprocess import get_recipe
+    from evaluator.verdict import tolerance_for
+    from imagenet_factory import make_imagenet
+
+    make_imagenet(tmp_path / "imagenet", n_images=2)
+    model = model_file(tmp_path, "resnet50.onnx", prototxt=True)
+    predict(load_dataset(tmp_path / "imagenet"), RunSpec(model, get_recipe("resnet50_pytorch"), "1-crop", "ailia-net",
+                                                         workers=1), tmp_path / "artifacts")
+    assert calls_named(sdk_calls, "Classifier") == [] and len(calls_named(sdk_calls, "Net")) == 1
+    assert calls_named(sdk_calls, "predict")[0][1:] == (np.float32, (2, 3, 8, 8))
+
+    baselines = load_baselines(DEFAULT_BASELINES)
+    documented = Case("resnet50_pytorch", "float", "1-crop", "ailia", "documented")
+    _, same_tolerance, _, same_basis = tolerance_for(baselines, documented)
+    _, other_tolerance, _, other_basis = tolerance_for(baselines, replace(documented, runtime="ailia-net"))
+    assert same_tolerance < other_tolerance
+    assert "another runtime" in other_basis and "another runtime" not in same_basis
+    with pytest.raises(ModelError, match="ailia-net runtime opens .onnx files"):
+        open_runtime("ailia-net", model_file(tmp_path, "m.tflite"))

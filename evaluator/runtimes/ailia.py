@@ -281,10 +281,19 @@ def open_ailia(model_path: str | Path, *, num_threads: int | None = None, env_id
     raise ModelError(f"{model_path}: the ailia runtime opens .onnx or .tflite files, not {suffix or 'this file'!r}")
 
 
+def open_ailia_net(model_path: str | Path, *, num_threads: int | None = None, env_id: int | None = None) -> AiliaNet:
+    """An ONNX model on ailia.Net, fed the evaluator's own preprocessing: an explicit choice (`--runtime ailia-net`),
+    judged as another runtime than the ailia.Classifier that produced the documented ONNX numbers."""
+    if Path(model_path).suffix.lower() != ".onnx":
+        raise ModelError(f"{model_path}: the ailia-net runtime opens .onnx files; use --runtime ailia for .tflite")
+    return AiliaNet(model_path, num_threads=num_threads, env_id=env_id)
+
+
 class AiliaClassifierRuntime:
     """An ONNX classifier on ailia.Classifier, which converts colour, range and size inside the SDK."""
 
     name = "ailia"
+    max_batch = 1  # one image per compute(), as the scripts call it
 
     def __init__(self, model_path: str | Path, range_name: str, *, num_threads: int | None = None,
                  env_id: int | None = None):
