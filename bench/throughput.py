@@ -190,16 +190,24 @@ def cold_and_warm_seconds(spec: RunSpec, dataset: Dataset, artifacts: Path,
 
 
 def write_repeated_imagenet(dataset: Dataset, root: Path, repeats: int) -> Dataset:
-    """The dataset's images listed `repeats` times under new ids: links to the same files, the same labels."""
+    """The dataset's images listed `repeats` times under new ids: links to the same files, the same labels.
+
+    The files are copied into root once and linked from there: a link leaving the dataset directory is refused."""
     image_dir = new_layout(root, dataset.root / SYNSET_MAPPING)
+    originals = root / "originals"
+    originals.mkdir()
     rows = []
     for copy in range(repeats):
         for image_id, label in zip(dataset.image_ids, dataset.labels.tolist()):
+            if copy == 0:
+                shutil.copy(dataset.image_path(image_id), originals / f"{image_id}.JPEG")
             new_id = f"{image_id}_{copy}"
-            os.symlink(dataset.image_path(image_id), image_dir / f"{new_id}.JPEG")
+            os.symlink(originals / f"{image_id}.JPEG", image_dir / f"{new_id}.JPEG")
             rows.append(f"{new_id},{dataset.wnids[label]} 1 1 10 10")
     write_val_solution(root, rows)
-    return load_dataset(root)
+    repeated = load_dataset(root)
+    assert not any(repeated.refusals), "the repeated images must be readable"
+    return repeated
 
 
 def new_layout(root: Path, synset_file: Path) -> Path:

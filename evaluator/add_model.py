@@ -213,7 +213,7 @@ def _append(mapping, key: str, value) -> None:
 
 def _place_file(path: Path, models_dir: Path) -> list[str]:
     """The catalogue names files by plain name: a file outside the model directories is copied into models_dir."""
-    from .models import model_search_dirs
+    from .locations import model_search_dirs
 
     for directory in model_search_dirs(models_dir):
         candidate = Path(directory) / path.name

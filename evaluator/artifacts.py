@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluator import stamps as stamps_module
 from evaluator.errors import ArtifactError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 PREDICTIONS_CSV = "predictions.csv"
 META_JSON = "meta.json"
 PARTS_DIR = "parts"
+STAMPS_NPY = "stamps.npy"  # int64 (N, 4), the stamp of each row of predictions.csv, in its order
 # meta.json key under which finalize() records what it wrote, so load() can detect a damaged or edited table.
 TABLE_META_KEY = "predictions_csv"
 # 9 significant digits reproduce every float32 exactly.
@@ -132,6 +134,22 @@ def _atomic_write(path: str | os.PathLike, write: Callable, durable: bool = True
         if tmp_name is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Put the finished directory `source` in the place of `target`: target is renamed aside, source renamed into
+    place, then the old one removed. Until the first rename the old target is complete and untouched."""
+    source, target = Path(source), Path(target)
+    old = target.with_name(target.name + ".old")
+    try:
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(source, target)
+        fsync_directory(target.parent)
+    except OSError as exc:
+        raise ArtifactError(f"cannot move {source} to {target}: {exc.strerror or exc}") from exc
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -242,6 +260,9 @@ class Predictions:
     top5_ids: np.ndarray  # int32 (N, 5), best first; -1 where the image failed
     top5_scores: np.ndarray  # float32 (N, 5); nan where the image failed
     errors: np.ndarray  # str (N,); '' when the image was scored
+    # int64 (N, 4) what each row was computed from (see stamps.py); kept by a predictions artifact beside the table,
+    # None for tables read from elsewhere
+    stamps: np.ndarray | None = None
 
     def __post_init__(self):
         self.image_ids = np.asarray(self.image_ids, dtype=str).reshape(-1)
@@ -255,6 +276,8 @@ class Predictions:
             self.top5_scores = self.top5_scores.reshape(0, 5)
         shapes = {"labels": (self.labels.shape, (n,)), "top5_ids": (self.top5_ids.shape, (n, 5)),
                   "top5_scores": (self.top5_scores.shape, (n, 5)), "errors": (self.errors.shape, (n,))}
+        if self.stamps is not None:
+            self.stamps = np.asarray(self.stamps, dtype=np.int64).reshape(n, 4)
         for name, (shape, expected) in shapes.items():
             if shape != expected:
                 raise ValueError(f"Predictions.{name} has shape {shape}, expected {expected} for {n} image ids")
@@ -289,7 +312,7 @@ class Predictions:
 
     def _take(self, index: np.ndarray) -> Predictions:
         return Predictions(self.image_ids[index], self.labels[index], self.top5_ids[index], self.top5_scores[index],
-                           self.errors[index])
+                           self.errors[index], None if self.stamps is None else self.stamps[index])
 
     def sorted_by_id(self) -> Predictions:
         """The same rows ordered by image id."""
@@ -309,9 +332,10 @@ class Predictions:
         """All rows of `parts`, in order."""
         if not parts:
             return cls.empty()
+        stamps = None if any(p.stamps is None for p in parts) else np.concatenate([p.stamps for p in parts])
         return cls(np.concatenate([p.image_ids for p in parts]), np.concatenate([p.labels for p in parts]),
                    np.concatenate([p.top5_ids for p in parts]), np.concatenate([p.top5_scores for p in parts]),
-                   np.concatenate([p.errors for p in parts]))
+                   np.concatenate([p.errors for p in parts]), stamps)
 
     @classmethod
     def empty(cls) -> Predictions:
@@ -324,7 +348,7 @@ class Predictions:
 # Predictions artifact
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-_PART_FIELDS = ("image_id", "label", "top5_ids", "top5_scores", "error")
+_PART_FIELDS = ("image_id", "label", "top5_ids", "top5_scores", "error", "stamp")
 
 
 def _part_name(predictions: Predictions) -> str:
@@ -338,9 +362,10 @@ def _part_record(predictions: Predictions) -> np.ndarray:
     """One chunk as a structured array: a single .npy holds it, loaded without pickle or zip parsing."""
     record = np.empty(len(predictions), dtype=[
         ("image_id", predictions.image_ids.dtype), ("label", "<i4"), ("top5_ids", "<i4", (5,)),
-        ("top5_scores", "<f4", (5,)), ("error", predictions.errors.dtype)])
+        ("top5_scores", "<f4", (5,)), ("error", predictions.errors.dtype), ("stamp", "<i8", (4,))])
+    stamps = predictions.stamps if predictions.stamps is not None else stamps_module.empty(len(predictions))
     for field, values in zip(_PART_FIELDS, (predictions.image_ids, predictions.labels, predictions.top5_ids,
-                                            predictions.top5_scores, predictions.errors)):
+                                            predictions.top5_scores, predictions.errors, stamps)):
         record[field] = values
     return record
 
@@ -353,6 +378,7 @@ class PredictionStore:
         self.parts_dir = self.directory / PARTS_DIR
         self.csv_path = self.directory / PREDICTIONS_CSV
         self.meta_path = self.directory / META_JSON
+        self.stamps_path = self.directory / STAMPS_NPY
         self._written: dict[str, Predictions] = {}  # parts this store wrote, by file name: finalize re-reads none
         self._held: list[Predictions] = []  # finished chunks kept in memory until the next checkpoint()
 
@@ -368,7 +394,7 @@ class PredictionStore:
         self._written.clear()
         self._held.clear()
         try:
-            for path in (self.meta_path, self.csv_path):
+            for path in (self.meta_path, self.csv_path, self.stamps_path):
                 path.unlink(missing_ok=True)
             if self.parts_dir.exists():
                 shutil.rmtree(self.parts_dir)
@@ -464,6 +490,8 @@ class PredictionStore:
                 self.meta_path.unlink()
             self.directory.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.csv_path, csv_bytes)
+            stamps = predictions.stamps if predictions.stamps is not None else stamps_module.empty(len(predictions))
+            atomic_write_array(self.stamps_path, stamps)
             table = {"rows": len(predictions), "sha256": hashlib.sha256(csv_bytes).hexdigest()}
             write_json_atomic(self.meta_path, {**meta, TABLE_META_KEY: table})
         except BaseException:
@@ -498,7 +526,20 @@ class PredictionStore:
         if isinstance(table, dict) and len(predictions) != table.get("rows"):
             raise ArtifactError(f"{self.csv_path}: {len(predictions)} rows, "
                                 f"{self.meta_path.name} says {table.get('rows')}")
+        try:
+            predictions.stamps = read_array_exactly(self.stamps_path, (len(predictions), 4), np.int64)
+        except (OSError, ValueError):
+            predictions.stamps = stamps_module.empty(len(predictions))  # unknown origin: every row is predicted again
         return predictions
+
+    def drop(self, image_ids) -> None:
+        """Forget the rows of these images (their files changed): the rest becomes one part, the next run predicts
+        the dropped images and finalizes again. Nothing else is recomputed."""
+        current = self.load() if self.is_complete() else self.load_parts()
+        keep = ~np.isin(current.image_ids, np.asarray(list(image_ids), dtype=str))
+        self.clear()
+        self.keep(current._take(np.flatnonzero(keep)))
+        self.checkpoint()
 
 
 def _csv_bytes(predictions: Predictions) -> bytes:

@@ -1,4 +1,4 @@
-"""`python -m evaluator ...`: predict, accuracy, fetch, list, validate, report, diff."""
+"""`python -m evaluator ...`: predict, accuracy, fetch, list, validate, report, merge, diff."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ EPILOG_ACCURACY = """examples:
   python -m evaluator accuracy -m mobilenet_v1_025_128_quant --imagenet-dir ../shared/fixtures/imagenet
   python -m evaluator accuracy --predictions evaluation/resnet50/imagenet/predictions --imagenet-dir data/imagenet
 """
+EPILOG_MERGE = """examples (shard K of 3 on machine K, then merge and judge on one machine):
+  python -m evaluator predict -m mobilenet_v1_025_128_quant --shard 1/3 --artifacts-dir shard-1
+  python -m evaluator merge --artifacts-dir merged shard-1 shard-2 shard-3
+  python -m pytest -m regression --stored-only --artifacts-dir=merged
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (and exit code 2), like every other error of the command line."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 EPILOG_ADD_MODEL = """examples:
@@ -38,6 +50,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
+
+
+def _shard(text: str):
+    """argparse type: K/N, an image shard."""
+    from .shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except EvaluatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _non_negative_float(text: str) -> float:
@@ -102,11 +124,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                             "loses at most this much work and the chunks in flight")
     speed.add_argument("--no-decode-cache", action="store_true", help="do not cache decoded, cropped images")
     speed.add_argument("--recompute", action="store_true", help="ignore stored predictions and run again")
+    checks = parser.add_argument_group("checks")
+    checks.add_argument("--verify-data", action="store_true",
+                        help="check each image's content hash against the one recorded when it was first decoded "
+                             "(reads every image; catches a changed copy that kept size and mtime)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser with one subcommand per stage."""
-    parser = argparse.ArgumentParser(prog="python -m evaluator", description=__doc__)
+    parser = _Parser(prog="python -m evaluator", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
@@ -114,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict top-5 for every image", epilog=EPILOG_PREDICT, formatter_class=fmt)
     _add_run_options(p)
     p.add_argument("--write-texts", type=Path, help="also write the seed's per-image text files to this directory")
+    p.add_argument("--shard", metavar="K/N", type=_shard,
+                   help="predict only image shard K of N (every N-th image in id order), for `merge` to join")
     p.add_argument("--json", action="store_true", help="print the numbers (n, intervals, recipe) as one JSON document")
 
     p = sub.add_parser("accuracy", help="TOP1/TOP5 of stored predictions", epilog=EPILOG_ACCURACY, formatter_class=fmt)
@@ -156,12 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="one JSON document: models with each file's presence and sha256 check, recipes, cases")
 
-    p = sub.add_parser("report", help="markdown report and PNG plot of the last pytest run's cases",
+    p = sub.add_parser("report", help="the report of the last pytest run again (report.md, report.html, plots), or "
+                                      "one report of several jobs' results (--merge)",
                        epilog="examples:\n  python -m evaluator report\n"
-                              "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report",
+                              "  python -m evaluator report --history      # trend.png: every case over the nights\n"
+                              "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report\n"
+                              "  python -m evaluator report --merge jobs/cases-1 jobs/cases-2 --out report",
                        formatter_class=fmt)
     p.add_argument("--results", type=Path, help="results.json written by pytest (default: artifacts/report/results.json)")
-    p.add_argument("--out", type=Path, help="output directory (default: beside the results)")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                   help="combine the results.json of several jobs (their report or artifacts directories) into one "
+                        "report.md, report.html, plots, results.json and junit.xml, with one history.csv row per case")
+    p.add_argument("--out", type=Path, help="output directory (default: beside the results; with --merge: "
+                                            "artifacts/report)")
+    p.add_argument("--history", action="store_true", help="only the trend plot of history.csv (TOP1/TOP5 per case "
+                   "over the sessions, with the expected value and band)")
+
+    p = sub.add_parser("merge", help="join image shards and other jobs' predictions into one artifacts directory",
+                       epilog=EPILOG_MERGE, formatter_class=fmt)
+    p.add_argument("--artifacts-dir", type=Path, required=True, help="output artifacts directory (OUT)")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="DIR",
+                   help="artifacts directories of the jobs (or directories holding them, or artifact directories)")
 
     p = sub.add_parser("diff", help="image-by-image comparison of two runs (gained, lost, McNemar p, classes)",
                        epilog="examples:\n  python -m evaluator diff artifacts/predictions/RUN_A artifacts/predictions/RUN_B\n"
@@ -170,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("baseline", type=Path, help="predictions artifact directory, predictions.csv or a .csv.gz record")
     p.add_argument("candidate", type=Path, help="the same, for the run compared with the baseline")
     p.add_argument("--imagenet-dir", type=Path, help="only for class names in the output")
-    p.add_argument("--classes", type=int, default=10, help="how many most-changed classes to list")
+    p.add_argument("--classes", type=_positive_int, default=10, help="how many most-changed classes to list")
 
     p = sub.add_parser("validate", help="check baselines.yaml (its JSON Schema, then names and references; one line "
                                         "per problem, exit 2) and the ImageNet directory before a long run",
@@ -207,6 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished chunks are kept; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path the system refuses (a 5,000-character name, a full disk) outside our checks
+        if args.debug:
+            raise
+        from .errors import clipped
+
+        where = f"{clipped(str(exc.filename), 200)}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 # --- commands ---------------------------------------------------------------------------------------------
@@ -229,7 +280,7 @@ def _dataset(args):
 
 def _run_spec(args):
     from .evaluate import catalogue_spec, check_runtime, resolve_runtime
-    from .locations import default_models_dir
+    from .locations import default_artifacts_dir, default_models_dir
     from .pipeline import RunSpec
     from .preprocess import TTA_MODES
     from .recipes import resolve_recipe
@@ -238,7 +289,7 @@ def _run_spec(args):
     if args.tta not in TTA_MODES:
         raise RecipeError(did_you_mean("TTA mode", args.tta, TTA_MODES))
     knobs = dict(workers=args.workers, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                 checkpoint_s=args.checkpoint_s, decode_cache=not args.no_decode_cache)
+                 checkpoint_s=args.checkpoint_s, decode_cache=not args.no_decode_cache, verify_data=args.verify_data)
     overrides = recipe_overrides(lambda name: getattr(args, name))
     if args.model_path:
         recipes = _baselines(args).recipes  # built-in and declared
@@ -250,8 +301,9 @@ def _run_spec(args):
                        tta=args.tta, runtime=resolve_runtime(args.runtime, fmt), **knobs)
     elif args.model:
         spec = catalogue_spec(_baselines(args), args.model, args.precision, args.tta, args.runtime,
-                              args.models_dir or default_models_dir(), recipe=args.recipe, overrides=overrides,
-                              **knobs)
+                              args.models_dir or default_models_dir(),
+                              hash_cache_dir=args.artifacts_dir or default_artifacts_dir(), recipe=args.recipe,
+                              overrides=overrides, **knobs)
     else:
         raise EvaluatorError("say what to run: -m MODEL (see `python -m evaluator list`) or --model-path FILE --recipe NAME")
     check_runtime(spec.runtime)
@@ -261,9 +313,10 @@ def _run_spec(args):
 def _inspect(args, spec):
     """The model's input size and hash; a fixed input size that contradicts --input-size/--crop-size is an error."""
     from .errors import ModelError
+    from .locations import default_artifacts_dir
     from .pipeline import inspect_model
 
-    info = inspect_model(spec)
+    info = inspect_model(spec, args.artifacts_dir or default_artifacts_dir())
     wanted = args.input_size or args.crop_size
     if wanted and info.input_size != wanted:
         raise ModelError(f"{spec.model_path}: the model's input is fixed at {info.input_size}x{info.input_size}; "
@@ -287,7 +340,7 @@ def cmd_predict(args) -> int:
     import dataclasses
 
     from .artifacts import write_prediction_texts
-    from .evaluate import score
+    from .evaluate import failed_image_lines, score
     from .locations import default_artifacts_dir
     from .pipeline import predict
     from .recipes import describe_fields
@@ -299,7 +352,11 @@ def cmd_predict(args) -> int:
     input_size = _inspect(args, spec).input_size  # the model's own size (128, 160, ...), not the recipe's default
     say(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
     say(f"recipe {describe_fields(spec.recipe)}")
-    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute)
+    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute,
+                  shard=args.shard)
+    if args.shard:
+        say(f"image shard {args.shard}: {len(run.predictions):,} of {len(dataset):,} images; join the shards with "
+            f"`python -m evaluator merge`")
     if run.reused:
         say(f"reused {run.reused} images from an earlier run, predicted {run.computed}")
     say(f"predictions: {run.artifact_dir / 'predictions.csv'}")
@@ -308,6 +365,8 @@ def cmd_predict(args) -> int:
         say(f"per-image text files: {args.write_texts}")
     scores = score(run.predictions)
     for line in scores.lines(dataset.n_listed):
+        say(line)
+    for line in failed_image_lines(run.predictions, run.artifact_dir / "predictions.csv"):
         say(line)
     if args.json:
         print(json.dumps({
@@ -321,7 +380,7 @@ def cmd_predict(args) -> int:
 
 def cmd_accuracy(args) -> int:
     from .artifacts import PredictionStore, atomic_write_text, read_json
-    from .evaluate import score
+    from .evaluate import failed_image_lines, score
 
     say = _printer(args)
     dataset = _dataset(args)
@@ -329,8 +388,14 @@ def cmd_accuracy(args) -> int:
     if args.predictions:
         predictions, where = _load_any_predictions(args.predictions, dataset)
     else:
+        from .pipeline import changed_images
+
         run_dir = _stored_run_dir(args, dataset)
-        predictions, where = PredictionStore(run_dir).load(), run_dir
+        predictions, changed = changed_images(PredictionStore(run_dir), dataset, None)
+        if changed:
+            raise EvaluatorError(f"{len(changed)} image(s) changed since {run_dir} was predicted (e.g. {changed[0]}); "
+                                 "run `python -m evaluator predict` with the same options to predict them again")
+        where = run_dir
         say(f"predictions: {run_dir}")
     if (Path(where) / "meta.json").is_file():
         recipe = read_json(Path(where) / "meta.json").get("recipe_fields")
@@ -339,6 +404,8 @@ def cmd_accuracy(args) -> int:
                                                             if k not in ("name", "summary")))
     scores = score(predictions)
     lines = scores.lines(dataset.n_listed)
+    table = Path(where) / "predictions.csv" if Path(where).is_dir() else where
+    lines += failed_image_lines(predictions, table)
     for line in lines:
         say(line)
     verdict = _verdict_lines(args, dataset, predictions, scores)
@@ -378,12 +445,12 @@ def _verdict_lines(args, dataset, predictions, scores) -> list[str]:
 def _stored_run_dir(args, dataset) -> Path:
     """The finished predictions artifact of this model/recipe/TTA/runtime/dataset, without running anything."""
     from .locations import default_artifacts_dir
-    from .pipeline import artifact_key
+    from .pipeline import artifact_key, predictions_dir
 
     spec = _run_spec(args)
     key = artifact_key(spec, _inspect(args, spec), dataset)
-    directory = (args.artifacts_dir or default_artifacts_dir()) / "predictions" / \
-        f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
+    directory = predictions_dir(args.artifacts_dir or default_artifacts_dir(), spec.model_path, spec.tta,
+                                spec.runtime, key)
     if not (directory / "meta.json").is_file():
         raise EvaluatorError(f"no finished predictions for this model, recipe, TTA, runtime and dataset "
                              f"(looked in {directory}); run `python -m evaluator predict` with the same options first")
@@ -431,13 +498,13 @@ def cmd_add_model(args) -> int:
 
 def cmd_fetch(args) -> int:
     from .errors import FetchError
-    from .fetch import fetch_model
-    from .locations import default_models_dir
+    from .fetch import FETCH_LOCK_FILE, fetch_model
+    from .locations import default_models_dir, inside
 
     baselines = _baselines(args)
     models_dir = args.models_dir or default_models_dir()
-    lock = models_dir / "models.lock.json"
-    failures = []
+    lock = models_dir / FETCH_LOCK_FILE
+    fetched, failures = [], []
     for name in [args.model] if args.model else list(baselines.models):
         entry = baselines.model(name)
         for precision in [args.precision] if args.precision else list(entry.files):
@@ -449,14 +516,39 @@ def cmd_fetch(args) -> int:
             if model_file.prototxt:
                 urls.append((model_file.url.rsplit("/", 1)[0] + "/" + model_file.prototxt, model_file.prototxt, None))
             for url, file, sha256 in urls:
+                progress = _DownloadProgress(f"{name} {precision} {file}")
                 try:
-                    print(f"{name} {precision}: {fetch_model(url, models_dir / file, sha256, lock_file=lock)}")
+                    dest = inside(models_dir, models_dir / file)  # names are plain (validated); links are not
+                    fetched.append(fetch_model(url, dest, sha256, lock_file=lock, progress=progress))
+                    print(f"{name} {precision}: {fetched[-1]}")
                 except FetchError as exc:  # one unreachable file does not stop the others
-                    failures.append(str(exc))
+                    failures.append(f"{name} {precision} {file}: {exc}")
                     print(f"{name} {precision}: {exc}", file=sys.stderr)
+                finally:
+                    progress.close()
     if failures:
-        raise EvaluatorError(f"{len(failures)} download(s) failed; the others are in {models_dir}")
+        where = f"; the {len(fetched)} that succeeded are in {models_dir}" if fetched else ""
+        raise EvaluatorError(f"{len(failures)} of {len(failures) + len(fetched)} downloads failed{where}:\n  "
+                             + "\n  ".join(failures))
     return 0
+
+
+class _DownloadProgress:
+    """fetch_model's progress callback shown as bytes, rate and ETA (evaluator.progress)."""
+
+    def __init__(self, desc: str):
+        self.desc, self.progress = desc, None
+
+    def __call__(self, received: int, total: int | None) -> None:
+        from .progress import Progress
+
+        if self.progress is None:
+            self.progress = Progress(total, self.desc, sys.stderr, unit="B")
+        self.progress.update(received - self.progress.done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
 
 def cmd_list(args) -> int:
@@ -519,19 +611,34 @@ def cmd_validate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .artifacts import read_json
+    from .history import plot_history, read_history
     from .locations import default_artifacts_dir
-    from .report import CaseResult, markdown_report, plot_results
-    from .artifacts import atomic_write_text
+    from .report import read_results, write_report
 
-    results_path = args.results or default_artifacts_dir() / "report" / "results.json"
+    report_dir = default_artifacts_dir() / "report"
+    if args.merge:
+        from .report_merge import write_merged_report
+
+        if args.results or args.history:
+            raise EvaluatorError("--merge takes the results files or directories itself: drop --results/--history")
+        results, paths = write_merged_report(args.merge, args.out or report_dir)
+        counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "xfail", "error", "skip")}
+        print(f"{len(results)} cases: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+        print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+        return 0
+    if args.history:
+        history = (args.results.parent if args.results else report_dir) / "history.csv"
+        if not history.is_file():
+            raise EvaluatorError(f"{history} not found: it is written by every pytest run with regression cases")
+        trend = plot_history(read_history(history), (args.out or history.parent) / "trend.png")
+        print(f"trend: {trend}")
+        return 0
+    results_path = args.results or report_dir / "results.json"
     if not results_path.is_file():
         raise EvaluatorError(f"{results_path} not found: run the regression cases first (`python -m pytest -m regression`)")
-    results = [CaseResult(**row) for row in read_json(results_path)]
-    out = args.out or results_path.parent
-    atomic_write_text(out / "report.md", markdown_report(results))
-    plot_results(results, out / "accuracy.png")
-    print(f"report: {out / 'report.md'}\nplot: {out / 'accuracy.png'}")
+    results, meta = read_results(results_path)
+    paths = write_report(results, args.out or results_path.parent, meta)
+    print("\n".join(f"{name}: {path}" for name, path in paths.items()))
     return 0
 
 
@@ -588,7 +695,17 @@ def cmd_cache(args) -> int:
     return 0
 
 
-COMMANDS = {"add-model": cmd_add_model, "predict": cmd_predict, "accuracy": cmd_accuracy, "fetch": cmd_fetch, "list": cmd_list,
+def cmd_merge(args) -> int:
+    from .merge import merge_artifacts
+
+    for merged in merge_artifacts(args.inputs, args.artifacts_dir):
+        how = f"{merged.shards} shards" if merged.shards else "complete artifact"
+        print(f"{merged.action} ({how}, {merged.n_images:,} images): {merged.directory}")
+    return 0
+
+
+COMMANDS = {"add-model": cmd_add_model, "predict": cmd_predict, "merge": cmd_merge, "accuracy": cmd_accuracy,
+            "fetch": cmd_fetch, "list": cmd_list,
             "validate": cmd_validate, "report": cmd_report, "diff": cmd_diff, "cache": cmd_cache}
 
 

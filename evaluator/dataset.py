@@ -4,7 +4,8 @@ Layout under the root directory (the Kaggle "imagenet-object-localization-challe
     LOC_synset_mapping.txt        1000 lines "n01440764 tench, Tinca tinca"; line order = class index
     LOC_val_solution.csv          "ImageId,PredictionString"; label = first wnid of PredictionString
     ILSVRC/Data/CLS-LOC/val/      ILSVRC2012_val_00000001.JPEG ... (a partial copy is fine)
-The evaluated set is every image both present on disk and listed in the CSV, sorted by id.
+The evaluated set is every image both present on disk and listed in the CSV, sorted by id. A symbolic link that
+leaves the root directory is listed but refused (Dataset.refusals), never read.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.errors import DatasetError
+from evaluator.locations import default_imagenet_dir
+from evaluator.sample import check_sample, is_sample
 
 N_FULL_VAL = 50_000
 N_CLASSES = 1000
-ENV_IMAGENET_DIR = "EVALUATOR_IMAGENET_DIR"
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
 VAL_SOLUTION = "LOC_val_solution.csv"
 IMAGE_SUBDIR = Path("ILSVRC", "Data", "CLS-LOC", "val")
@@ -46,7 +48,7 @@ _KAGGLE_HINT = (
     "(kaggle competitions download -c imagenet-object-localization-challenge): unzip them into {root} "
     f"({SYNSET_MAPPING}, {VAL_SOLUTION} and imagenet_object_localization_patched2019.tar.gz), then run there "
     'tar -xvzf imagenet_object_localization_patched2019.tar.gz "*val*". '
-    f"To use another directory, set {ENV_IMAGENET_DIR} or pass the directory."
+    f"To use another directory, set EVALUATOR_IMAGENET_DIR or pass the directory."
 )
 
 
@@ -64,6 +66,8 @@ class Dataset:
     labels: np.ndarray  # int32 class index
     file_names: tuple[str, ...]  # name inside image_dir (the extension varies)
     file_sizes: np.ndarray  # int64 bytes, part of the fingerprint
+    file_mtimes: np.ndarray  # int64 st_mtime_ns: with the size, what tells a cached result that the file changed
+    refusals: tuple[str, ...]  # '' or why the file is refused without reading it (a link leaving the root)
     fingerprint: str  # 16 hex chars over (id, file size, label) of every evaluated image
     # how the evaluated set relates to the CSV and the directory
     n_listed: int  # rows in LOC_val_solution.csv
@@ -73,6 +77,18 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    @cached_property
+    def ids_key(self) -> str:
+        """16 hex chars over (id, label) of every evaluated image: what cached predictions and decoded images are
+        keyed on. Sizes are left out on purpose: each image's size and mtime are checked on their own, so a changed
+        file invalidates its own cached results and no others."""
+        text = "".join(f"{image_id}\t{label}\n" for image_id, label in zip(self.image_ids, self.labels.tolist()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def stamps(self) -> np.ndarray:
+        """int64 (n, 2): size and st_mtime_ns of each image as listed."""
+        return np.stack([self.file_sizes, self.file_mtimes], axis=1)
 
     @cached_property
     def _index(self) -> dict[str, int]:
@@ -104,22 +120,17 @@ class Dataset:
         return f"{len(self.image_ids):,} images, {self.selection}, from {present}"
 
 
-def default_imagenet_dir() -> Path:
-    """ImageNet root: env EVALUATOR_IMAGENET_DIR if set, else <cwd>/data/imagenet."""
-    configured = os.environ.get(ENV_IMAGENET_DIR)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.cwd() / "data" / "imagenet"
-
-
 def load_dataset(root: str | Path | None = None) -> Dataset:
     """Validate the Kaggle layout under root (None: default_imagenet_dir()) and return the evaluated images."""
     root = default_imagenet_dir() if root is None else Path(root)
+    if is_sample(root):
+        check_sample()
     _check_layout(root)
     image_dir = root / IMAGE_SUBDIR
     wnids, class_names = read_synset_mapping(root / SYNSET_MAPPING)
     labels_by_id = read_val_solution(root / VAL_SOLUTION, wnids)
     files = _list_image_files(image_dir)
+    root_inside = os.path.realpath(root)
     image_ids = tuple(sorted(image_id for image_id in files if image_id in labels_by_id))
     if not image_ids:
         raise DatasetError(
@@ -127,7 +138,11 @@ def load_dataset(root: str | Path | None = None) -> Dataset:
             f"({len(files):,} image files found). " + _KAGGLE_HINT.format(root=root)
         )
     labels = np.array([labels_by_id[image_id] for image_id in image_ids], dtype=np.int32)
-    file_sizes = np.array([files[image_id].stat().st_size for image_id in image_ids], dtype=np.int64)
+    refusals = tuple(_refusal(files[image_id], root_inside) for image_id in image_ids)
+    # DirEntry.stat() is one stat per file (cached by the entry); a refused link is described by its own lstat
+    stats = [files[image_id].stat(follow_symlinks=not refused) for image_id, refused in zip(image_ids, refusals)]
+    file_sizes = np.array([stat.st_size for stat in stats], dtype=np.int64)
+    file_mtimes = np.array([stat.st_mtime_ns for stat in stats], dtype=np.int64)
     return Dataset(
         root=root,
         image_dir=image_dir,
@@ -137,6 +152,8 @@ def load_dataset(root: str | Path | None = None) -> Dataset:
         labels=_read_only(labels),
         file_names=tuple(files[image_id].name for image_id in image_ids),
         file_sizes=_read_only(file_sizes),
+        file_mtimes=_read_only(file_mtimes),
+        refusals=refusals,
         fingerprint=_fingerprint(image_ids, file_sizes, labels),
         n_listed=len(labels_by_id),
         n_missing=len(labels_by_id) - len(image_ids),
@@ -284,6 +301,16 @@ def _list_image_files(image_dir: Path) -> dict[str, os.DirEntry]:
     return files
 
 
+def _refusal(entry: os.DirEntry, root_inside: str) -> str:
+    """Why a listed file must not be read ('' when it may): a symbolic link whose target lies outside the root."""
+    if not entry.is_symlink():
+        return ""
+    target = os.path.realpath(entry.path)
+    if os.path.commonpath([target, root_inside]) == root_inside:
+        return ""
+    return f"{entry.path}: symbolic link to {target}, outside the dataset directory {root_inside}; refused unread"
+
+
 def _check_header(path: Path, header: list[str] | None) -> None:
     if header is None:
         raise _error(path, 1, f"empty file, expected the header {','.join(CSV_HEADER)}")
@@ -346,6 +373,8 @@ def _restrict(dataset: Dataset, indices: list[int], selection: str) -> Dataset:
         labels=labels,
         file_names=tuple(dataset.file_names[i] for i in indices),
         file_sizes=file_sizes,
+        file_mtimes=_read_only(dataset.file_mtimes[indices]),
+        refusals=tuple(dataset.refusals[i] for i in indices),
         fingerprint=_fingerprint(image_ids, file_sizes, labels),
         selection=f"{dataset.selection}, then {selection}" if dataset.selection else selection,
     )

@@ -4,11 +4,15 @@ Images are recognised by content, not by file name: JPEG, PNG and BMP are accept
 PNG); anything else is refused. The header is read first, and an image with more than max_pixels pixels (default
 89,478,485, Pillow's limit) is refused without being decoded, as a decompression-bomb guard. A JPEG without an
 end-of-image marker after its last scan and a PNG without its IEND chunk count as truncated and are refused, as are
-empty and unreadable files; the error names the file and the reason. Grayscale, CMYK, palette, alpha and 16-bit images
-all become 8-bit RGB: gray is repeated over three channels, alpha is dropped (not blended), 16-bit values are scaled
-down to 8 bits (high byte), not clipped. EXIF orientation is ignored by default, as the ailia ONNX scripts read images
-with IMREAD_UNCHANGED; exif_transpose=True applies it, as the ailia TFLite scripts' IMREAD_COLOR does. OpenCV decodes;
-Pillow is the fallback for files OpenCV cannot decode.
+empty and unreadable files; the error names the file and the reason. A JPEG whose scan data libjpeg reports as corrupt
+("Corrupt JPEG data: ...", which libjpeg otherwise only prints while still returning pixels) is refused with that
+message. An error reading the file (permission denied, a file gone) is transient and never cached as a result.
+Grayscale, CMYK, palette, alpha and 16-bit images all become 8-bit RGB: gray is repeated over three channels, alpha is
+dropped (not blended), 16-bit values are scaled down to 8 bits (high byte), not clipped. EXIF orientation is ignored
+by default, as the ailia ONNX scripts read images with IMREAD_UNCHANGED; exif_transpose=True applies it, as the ailia
+TFLite scripts' IMREAD_COLOR does. Gray and colour JPEGs are decoded by libjpeg-turbo through simplejpeg
+(bit-identical to OpenCV's decoder, which cannot report corrupt data), other images by OpenCV; Pillow is the fallback
+for files OpenCV cannot decode.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from evaluator.errors import ImageDecodeError
 
@@ -31,6 +36,12 @@ _JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END_CHUNK = b"IEND\xaeB`\x82"  # chunk type and its fixed CRC
 _BMP_SIGNATURE = b"BM"
+# libjpeg warnings that mean the pixels are not the file's (strict simplejpeg raises them as ValueError); any other
+# warning (an odd but intact header) leaves the file to OpenCV, as before.
+_DAMAGED_JPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file")
+# EXIF orientation -> the transposes and flips OpenCV's IMREAD_COLOR applies (flip codes: 0 vertical, 1 horizontal)
+_ORIENTATION_STEPS = {2: (False, 1), 3: (False, -1), 4: (False, 0), 5: (True, None), 6: (True, 1), 7: (True, -1),
+                      8: (True, 0)}
 
 
 def decode_image(path: str | Path, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS,
@@ -41,38 +52,77 @@ def decode_image(path: str | Path, *, exif_transpose: bool = False, max_pixels: 
         channels: "BGR" returns OpenCV's own channel order, skipping a conversion of the full-size image when the
             caller only crops and resizes (which treat channels alike) before swapping them on the small result.
     """
+    path = Path(path)
+    return decode_bytes(path, read_image_bytes(path), exif_transpose=exif_transpose, max_pixels=max_pixels,
+                        channels=channels)
+
+
+def read_image_bytes(path: str | Path) -> bytes:
+    """The file's bytes; ImageDecodeError (transient: a read error says nothing about the content)."""
+    return _read_bytes(Path(path))
+
+
+def decode_bytes(path: Path, data: bytes, *, exif_transpose: bool = False, max_pixels: int = MAX_PIXELS,
+                 channels: str = "RGB") -> np.ndarray:
+    """decode_image() of bytes already read from `path` (named in errors), for callers that also hash them."""
     if channels not in ("RGB", "BGR"):
         raise ValueError(f"channels must be 'RGB' or 'BGR', not {channels!r}")
-    path = Path(path)
-    data = _read_bytes(path)
-    size = _jpeg_size(path, data)
-    header = None if size else _open_header(path, data)
-    width, height = size or header.size
+    if not data:
+        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
+    frame = _jpeg_frame(path, data)
+    header = None if frame else _open_header(path, data)
+    width, height = frame[:2] if frame else header.size
     if width * height > max_pixels:
         raise ImageDecodeError(
             f"{path}: image is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
             "(decompression bomb guard)"
         )
-    flags = cv2.IMREAD_COLOR if exif_transpose else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    bgr = _decode_jpeg(path, data, exif_transpose) if frame and frame[2] in (1, 3) else None
+    if bgr is None:
+        flags = cv2.IMREAD_COLOR if exif_transpose else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if bgr is None:
         rgb = _decode_with_pil(path, header or _open_header(path, data), exif_transpose)
         return rgb if channels == "RGB" else np.ascontiguousarray(rgb[..., ::-1])
     return bgr if channels == "BGR" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _decode_jpeg(path: Path, data: bytes, exif_transpose: bool) -> np.ndarray | None:
+    """BGR pixels of a gray or colour JPEG, ImageDecodeError for corrupt data, None to leave the file to OpenCV."""
+    try:
+        bgr = simplejpeg.decode_jpeg(data, colorspace="BGR", strict=True)
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith(_DAMAGED_JPEG_WARNINGS):
+            raise ImageDecodeError(f"{path}: damaged JPEG data (libjpeg: {message})") from None
+        return None
+    if not exif_transpose:
+        return bgr
+    transpose, flip = _ORIENTATION_STEPS.get(_exif_orientation(data), (False, None))
+    if transpose:
+        bgr = cv2.transpose(bgr)
+    return bgr if flip is None else cv2.flip(bgr, flip)
+
+
+def _exif_orientation(data: bytes) -> int:
+    from PIL import JpegImagePlugin
+
+    try:
+        return int(JpegImagePlugin.JpegImageFile(io.BytesIO(data)).getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block means no orientation, as for OpenCV
+        return 1
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        raise ImageDecodeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if not data:
-        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
-    return data
+        raise ImageDecodeError(f"{path}: cannot read the file ({exc.strerror or exc})", transient=True) from None
 
 
-def _jpeg_size(path: Path, data: bytes) -> tuple[int, int] | None:
-    """(width, height) of a complete JPEG from its frame header, or None where Pillow should read the header.
+def _jpeg_frame(path: Path, data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, components) of a complete JPEG from its frame header, or None where Pillow should read the
+    header.
 
     Walking the marker segments to the first SOF costs microseconds, against ~40 us for Pillow's header parser,
     which holds the GIL; anything unusual (no frame header before the scan, a zero size) is left to Pillow.
@@ -88,7 +138,8 @@ def _jpeg_size(path: Path, data: bytes) -> tuple[int, int] | None:
             continue
         if marker in _JPEG_FRAME_MARKERS:
             height, width = int.from_bytes(data[at + 5:at + 7], "big"), int.from_bytes(data[at + 7:at + 9], "big")
-            return (width, height) if width and height else None
+            components = data[at + 9] if at + 9 < len(data) else 0
+            return (width, height, components) if width and height else None
         if marker == _JPEG_START_OF_SCAN[1]:
             return None
         at += 2 + int.from_bytes(data[at + 2:at + 4], "big")

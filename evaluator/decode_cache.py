@@ -1,6 +1,7 @@
 """The decode cache on disk: one directory per geometry under artifacts/decode-cache/, its size, and pruning.
 
-The pipeline fills a geometry's directory with one .npy per chunk of images (see pipeline._cached_geometry) and marks
+The pipeline fills a geometry's directory with one .npy per chunk of images (and a .stamps.npy of what they were
+decoded from) (see pipeline._cached_geometry) and marks
 it used at the start of every run; nothing is ever evicted by a run. `prune` removes whole geometries, least
 recently used first, so that a nightly job can bound the disk the cache takes (`python -m evaluator cache --max-gb`).
 """
@@ -53,7 +54,8 @@ def geometry_caches(artifacts_dir: Path) -> list[GeometryCache]:
             for entry in entries:
                 if entry.is_file(follow_symlinks=False):
                     n_bytes += entry.stat(follow_symlinks=False).st_size
-                    n_entries += entry.name.endswith(".npy") and not entry.name.startswith(".")
+                    n_entries += (entry.name.endswith(".npy") and not entry.name.endswith(".stamps.npy")
+                                  and not entry.name.startswith("."))
         marker = directory / USED_MARKER
         description = "(unknown geometry: written before usage was recorded)"
         if marker.is_file():

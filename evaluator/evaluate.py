@@ -11,10 +11,12 @@ from .artifacts import Predictions
 from .baselines import Baselines, Case
 from .dataset import Dataset
 from .errors import EvaluatorError, RuntimeUnavailable, did_you_mean
+from .fetch import FETCH_LOCK_FILE
 from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .models import locate_model_file, missing_model_message
 from .pipeline import RunResult, RunSpec, predict
 from .recipes import resolve_recipe
+from .shard import Shard
 from .verdict import Measurement, Verdict, judge_case
 
 
@@ -50,6 +52,17 @@ def score(predictions: Predictions) -> Scores:
                   top5=accuracy(top5_hits), top1_interval=wilson_interval(k1, n), top5_interval=wilson_interval(k5, n))
 
 
+def failed_image_lines(predictions: Predictions, full_list, shown: int = 10) -> list[str]:
+    """The first `shown` failed images with their reasons, and where the full list is; [] when none failed."""
+    failed = np.flatnonzero(predictions.errors != "")
+    if not len(failed):
+        return []
+    lines = [f"failed images ({len(failed)}; the first {min(shown, len(failed))}):"]
+    lines += [f"  {predictions.image_ids[i]}: {predictions.errors[i]}" for i in failed[:shown]]
+    lines.append(f"every failed image and its reason: the error column of {full_list}")
+    return lines
+
+
 def resolve_runtime(name: str, model_format: str) -> str:
     """'auto' picks ailia where it is installed and licensed, else ONNX Runtime or LiteRT by file format."""
     from .models import FORMAT_RUNTIMES
@@ -62,12 +75,14 @@ def resolve_runtime(name: str, model_format: str) -> str:
 
 
 def catalogue_spec(baselines: Baselines, model: str, precision: str | None, tta: str, runtime: str,
-                   models_dir: Path, *, recipe: str | None = None, overrides: dict | None = None, **knobs) -> RunSpec:
-    """RunSpec of a catalogue model; ModelFileMissing (with URL and fetch command) when its file is absent.
+                   models_dir: Path, hash_cache_dir: Path | None = None, *, recipe: str | None = None,
+                   overrides: dict | None = None, **knobs) -> RunSpec:
+    """RunSpec of a catalogue model; ModelFileMissing (with URL and fetch command) when its file is absent, ModelError
+    when it is not the catalogued file (see check_pinned_sha256).
 
     Args:
         recipe: another recipe name instead of the catalogue entry's (--recipe).
-        overrides: command-line recipe overrides (recipes.OVERRIDE_OPTIONS), applied on top.
+        overrides: command-line recipe overrides (recipes.OVERRIDE_OPTIONS), applied on top (recipes.resolve_recipe).
     """
     entry = baselines.model(model)
     precision = precision or next(iter(entry.files))
@@ -75,9 +90,34 @@ def catalogue_spec(baselines: Baselines, model: str, precision: str | None, tta:
     path = locate_model_file(model_file, models_dir)
     if path is None:
         raise ModelFileMissing(missing_model_message(entry, precision, models_dir))
+    pin = f"{baselines.path} (models.{model}.files.{precision}.sha256)"
+    check_pinned_sha256(path, model_file.sha256, pin, Path(models_dir) / FETCH_LOCK_FILE, hash_cache_dir)
     return RunSpec(model_path=path, recipe=resolve_recipe(recipe or model_file.recipe, baselines.recipes, overrides),
                    tta=tta,
                    runtime=resolve_runtime(runtime, entry.format), **knobs)
+
+
+def check_pinned_sha256(path: Path, catalogue_sha256: str | None, pin: str, lock_file: Path,
+                        hash_cache_dir: Path | None) -> None:
+    """ModelError, one line naming both hashes, when the file's sha256 differs from the catalogue's or, where the
+    catalogue has none, from the one the first fetch recorded in the lock file. A file pinned nowhere is not checked
+    (README: "Pinning model files")."""
+    from .errors import FetchError, ModelError
+    from .fetch import recorded_sha256
+    from .model_hash import file_sha256
+
+    expected, where = catalogue_sha256, pin
+    if expected is None:
+        try:
+            expected, where = recorded_sha256(lock_file, path.name), str(lock_file)
+        except (FetchError, EvaluatorError) as exc:
+            raise ModelError(f"cannot check {path}: {exc}") from None
+    if expected is None:
+        return
+    actual = file_sha256(path, hash_cache_dir)
+    if actual != expected:
+        raise ModelError(f"{path}: sha256 {actual} differs from {expected} pinned in {where}; this is not the "
+                         "catalogued model (fetch it again, or correct the pin if the model changed on purpose)")
 
 
 def check_runtime(runtime: str) -> None:
@@ -106,17 +146,26 @@ class CaseOutcome:
         return self.verdict.passed
 
 
-def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, overrides: dict | None = None, **knobs) -> CaseOutcome:
-    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case).
+def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
+                 *, recompute: bool = False, progress=None, shard: Shard | None = None, stored_only: bool = False,
+                 **knobs) -> RunResult:
+    """Run (or reuse) one case's predictions, of every image or of one image shard, without judging them.
 
     Args:
-        overrides: ad-hoc recipe overrides (pytest --mean ...), applied on top of the catalogue's recipe.
+        knobs: RunSpec fields, and `overrides`: ad-hoc recipe overrides (pytest --mean ...) on the catalogue's recipe.
     """
     check_runtime(case.runtime)
     spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir,
-                          overrides=overrides, **knobs)
-    run = predict(dataset, spec, artifacts_dir, recompute=recompute)
+                          hash_cache_dir=artifacts_dir, **knobs)
+    return predict(dataset, spec, artifacts_dir, recompute=recompute, progress=progress, shard=shard,
+                   stored_only=stored_only)
+
+
+def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
+                  *, recompute: bool = False, progress=None, stored_only: bool = False, **knobs) -> CaseOutcome:
+    """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
+    run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute, progress=progress,
+                       stored_only=stored_only, **knobs)
     scores = score(run.predictions)
     measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
                               fingerprint=dataset.fingerprint, predictions=run.predictions)
@@ -189,6 +238,7 @@ def case_result(baselines: Baselines, outcome: CaseOutcome):
         baseline_top1=measured.expected.top1 if measured is not None else None,
         baseline_band_top1=measured.metric("TOP1").band if measured is not None else None,
         accepted_gap=verdict.accepted_gap or "",
+        recipe=f"{meta.get('recipe', '')}: {meta.get('recipe_summary', '')}" if meta.get("recipe") else "",
     )
 
 

@@ -26,6 +26,7 @@ from evaluator.errors import FetchError
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+FETCH_LOCK_FILE = "models.lock.json"  # in the models directory: the hash each file had when first fetched
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -78,7 +79,8 @@ def _read_lock(lock_file: Path) -> dict:
     return recorded
 
 
-def _recorded_sha256(lock_file: Path, name: str) -> str | None:
+def recorded_sha256(lock_file: Path, name: str) -> str | None:
+    """The sha256 the first fetch of `name` recorded in the lock file, or None."""
     value = _read_lock(lock_file).get(name)
     return None if value is None else _normalized_sha256(value, f"{lock_file}: key {name!r}")
 
@@ -185,10 +187,11 @@ def fetch_model(url: str, dest: Path, sha256: str | None, *, lock_file: Path, ti
     _check_url(url)
     dest, lock_file = Path(dest), Path(lock_file)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # One download per destination at a time, across processes (pytest-xdist workers, parallel runs).
-    with file_lock(dest):
+    # One download per models directory at a time, across processes (pytest-xdist workers, parallel runs), through
+    # one hidden lock file: a lock file per model would leave an empty file beside every download that failed.
+    with file_lock(dest.parent / ".fetch"):
         expected = (_normalized_sha256(sha256, f"sha256 for {url}") if sha256 is not None
-                    else _recorded_sha256(lock_file, dest.name))
+                    else recorded_sha256(lock_file, dest.name))
         if dest.is_file() and expected is not None:
             if _sha256_of(dest).hexdigest() == expected:
                 return dest

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -24,16 +23,22 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from . import __version__
+from . import stamps
 from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic_write_bytes, cache_key, file_lock,
-                         read_array_exactly, read_json)
+                         read_array_exactly, read_json, replace_directory)
 from .dataset import Dataset
 from .decode_cache import CACHE_DIR, mark_used
 from .errors import ArtifactError, ImageDecodeError, ModelError
+from .locations import inside
+from .model_hash import file_sha256
 from .preprocess import Recipe
+from .progress import Progress
+from .shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,8 @@ class RunSpec:
     chunk_size: int = 32              # images per resumable, cacheable unit of work
     checkpoint_s: float = 1.0         # finished chunks go to parts/ this often (0: each one); what a kill can lose
     decode_cache: bool = True
+    # also compare each image's content hash with the one recorded when it was decoded (reads every image once)
+    verify_data: bool = False
 
 
 @dataclass
@@ -76,22 +83,6 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-_SHA_CACHE: dict[tuple, str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised per (path, size, mtime) so a session hashes each model once."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
-
-
 # --- model inspection (parent process, before any image is touched) ------------------------------------------
 
 
@@ -103,8 +94,12 @@ class ModelInfo:
     n_outputs: int
 
 
-def inspect_model(spec: RunSpec) -> ModelInfo:
-    """Open the model once to validate it against the recipe; ModelError names the file and the mismatch."""
+def inspect_model(spec: RunSpec, hash_cache_dir: Path | None = None) -> ModelInfo:
+    """Open the model once to validate it against the recipe; ModelError names the file and the mismatch.
+
+    Args:
+        hash_cache_dir: the artifacts directory, where the model's sha256 is remembered per file version.
+    """
     path = Path(spec.model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
@@ -112,7 +107,7 @@ def inspect_model(spec: RunSpec) -> ModelInfo:
     runtime = _idle_runtimes.take(key, spec)
     try:
         size = _input_size(runtime.input_spec.shape, spec.recipe, path)
-        n_outputs = int(runtime.output_spec.shape[-1])
+        n_outputs = _output_classes(runtime, size, path)
         if n_outputs - spec.recipe.class_offset != 1000:
             raise ModelError(f"{path}: model has {n_outputs} outputs but recipe {spec.recipe.name} expects "
                              f"{1000 + spec.recipe.class_offset} (class offset {spec.recipe.class_offset})")
@@ -120,7 +115,22 @@ def inspect_model(spec: RunSpec) -> ModelInfo:
         runtime.close()
         raise
     _idle_runtimes.give_back(key, [runtime])  # the run's first worker takes it
-    return ModelInfo(file_sha256(path), runtime.version, size, n_outputs)
+    return ModelInfo(file_sha256(path, hash_cache_dir), runtime.version, size, n_outputs)
+
+
+def _output_classes(runtime, size: int, path: Path) -> int:
+    """The model's class count: declared in its output shape, or (a symbolic shape such as ['N', 'K']) learnt from
+    the output of one real batch."""
+    from .runtimes.base import check_output_shape
+
+    declared = runtime.output_spec.shape[-1] if runtime.output_spec.shape else None
+    if isinstance(declared, int) and declared > 0:
+        return declared
+    input_spec = runtime.input_spec
+    shape = [input_spec.shape[0] or 1, *(d if isinstance(d, int) and d > 0 else size for d in input_spec.shape[1:])]
+    scores = np.asarray(runtime.run(np.zeros(shape, dtype=input_spec.dtype)))
+    check_output_shape(path, scores.shape)
+    return int(scores.shape[-1])
 
 
 class _IdleRuntimes:
@@ -205,15 +215,28 @@ class _WorkerConfig:
     cache_dir: Path | None  # decode cache directory for this geometry, None when not cacheable or disabled
 
 
-def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], list[str], np.ndarray],
-                   stop: threading.Event, save: Callable) -> Predictions:
-    """Decode, preprocess and classify one chunk of images with this thread's runtime."""
-    chunk_key, image_ids, paths, labels = task
-    images, to_model, errors = _chunk_images(config, runtime, chunk_key, paths, save)
-    n = len(image_ids)
+@dataclass(frozen=True)
+class _Chunk:
+    """One unit of work: a fixed slice of the sorted images and which of them to predict now."""
+
+    key: str               # names its decode-cache entry
+    image_ids: list[str]
+    paths: list[str]
+    labels: np.ndarray
+    listed: np.ndarray     # int64 (n, 2) size and mtime of each image as listed
+    digests: np.ndarray | None  # int64 (n, 2) content hashes of the files now (verify_data), else None
+    refusals: list[str]    # '' or why the image is not read at all
+    wanted: np.ndarray     # bool (n,): predict these; the others are already in the artifact
+
+
+def _predict_chunk(config: _WorkerConfig, runtime, chunk: _Chunk, stop: threading.Event,
+                   save: Callable) -> Predictions:
+    """Decode, preprocess and classify the wanted images of one chunk with this thread's runtime."""
+    images, to_model, errors, chunk_stamps = _chunk_images(config, runtime, chunk, save)
+    n = len(chunk.image_ids)
     top5_ids = np.full((n, TOP_K), -1, dtype=np.int32)
     top5_scores = np.full((n, TOP_K), np.nan, dtype=np.float32)
-    ok = [i for i, error in enumerate(errors) if not error]
+    ok = [i for i, error in enumerate(errors) if not error and chunk.wanted[i]]
     if ok and hasattr(runtime, "classify"):  # ailia.Classifier ranks inside the SDK: its top-5 is the result
         if stop.is_set():
             raise _Abandoned
@@ -228,9 +251,11 @@ def _predict_chunk(config: _WorkerConfig, runtime, task: tuple[str, list[str], l
         ids, values = top_k(scores[good], config.spec.recipe.class_offset, ranking=config.spec.recipe.ranking)
         rows = np.asarray(ok)[good]
         top5_ids[rows], top5_scores[rows] = ids, values
+    wanted = np.flatnonzero(chunk.wanted)
     return Predictions(
-        image_ids=np.asarray(image_ids), labels=np.asarray(labels, dtype=np.int32), top5_ids=top5_ids,
-        top5_scores=top5_scores, errors=np.asarray(errors, dtype=str),
+        image_ids=np.asarray(chunk.image_ids)[wanted], labels=np.asarray(chunk.labels, dtype=np.int32)[wanted],
+        top5_ids=top5_ids[wanted], top5_scores=top5_scores[wanted], errors=np.asarray(errors, dtype=str)[wanted],
+        stamps=chunk_stamps[wanted],
     )
 
 
@@ -264,10 +289,10 @@ def top_k(scores: np.ndarray, class_offset: int = 0, k: int = TOP_K,
     return ids[:, :k], values[:, :k]
 
 
-def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[str],
-                  save: Callable) -> tuple[np.ndarray | None, Callable, list[str]]:
-    """The chunk's images (rows of failed images are unused; None if all failed), the function that turns a batch of
-    them into the model's input, and per image an error string ('' when fine).
+def _chunk_images(config: _WorkerConfig, runtime, chunk: _Chunk,
+                  save: Callable) -> tuple[np.ndarray | None, Callable, list[str], np.ndarray]:
+    """The chunk's images (rows of failed or unwanted images are unused; None if none is usable), the function that
+    turns a batch of them into the model's input, per image an error string ('' when fine), and their stamps.
 
     Cached geometry stays uint8 until each batch is run: a float batch made just before its model call is still in
     the core's cache, where a whole float chunk (19 MB at 224 pixels) would not be.
@@ -275,100 +300,137 @@ def _chunk_images(config: _WorkerConfig, runtime, chunk_key: str, paths: list[st
     from .preprocess import geometry_is_cacheable, inputs_from_geometry, preprocess, to_input
 
     spec, size = config.spec, config.input_size
+    n = len(chunk.paths)
     if hasattr(runtime, "classify"):
-        return _classifier_images(spec, paths)
+        return _classifier_images(chunk, spec)
     if geometry_is_cacheable(spec.recipe, spec.tta):  # the exact per-level values; cached on disk when enabled
-        geometries, errors = _cached_geometry(config, chunk_key, paths, save)
-        return geometries, lambda batch: inputs_from_geometry(batch, spec.recipe, runtime.input_spec), errors
-    arrays, errors = [], []
-    for path in paths:
-        try:
-            arrays.append(preprocess(_decode(path, spec), spec.recipe, spec.tta, size=size))
-            errors.append("")
-        except ImageDecodeError as exc:
-            arrays.append(None)
-            errors.append(str(exc))
+        geometries, errors, chunk_stamps = _cached_geometry(config, chunk, save)
+        return (geometries, lambda batch: inputs_from_geometry(batch, spec.recipe, runtime.input_spec), errors,
+                chunk_stamps)
+    arrays, errors, chunk_stamps = [None] * n, [""] * n, stamps.empty(n)
+    for i in np.flatnonzero(chunk.wanted):
+        arrays[i], errors[i], chunk_stamps[i] = _load_image(
+            chunk, i, spec, "RGB", lambda image: preprocess(image, spec.recipe, spec.tta, size=size))
     done = next((a for a in arrays if a is not None), None)
     if done is None:
-        return None, None, errors
+        return None, None, errors, chunk_stamps
     inputs = to_input(np.stack([done if a is None else a for a in arrays]), spec.recipe, runtime.input_spec)
-    return inputs, lambda batch: batch, errors
+    return inputs, lambda batch: batch, errors, chunk_stamps
 
 
-def _classifier_images(spec: RunSpec, paths: list[str]) -> tuple[list, Callable, list[str]]:
+def _classifier_images(chunk: _Chunk, spec: RunSpec) -> tuple[list, Callable, list[str], np.ndarray]:
     """What resnet50.py hands ailia.Classifier per image: BGRA uint8 after the Python-side TTA (REFERENCE 3.3): a
     224 x 224 crop for 1-crop / keep-aspect (whatever the network's size), the whole image for none."""
     import cv2
 
     from .preprocess import geometry
 
-    images, errors = [], []
-    for path in paths:
-        try:
-            bgr = _decode(path, spec, channels="BGR")
-            errors.append("")
-        except ImageDecodeError as exc:
-            images.append(None)
-            errors.append(str(exc))
-            continue
+    def to_bgra(bgr: np.ndarray) -> np.ndarray:
         if spec.tta != "none":
             bgr = geometry(bgr, spec.recipe, spec.tta)  # crops treat channels alike: BGR in, BGR out
-        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA))
-    return images, lambda batch: batch, errors
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+
+    n = len(chunk.paths)
+    images, errors, chunk_stamps = [None] * n, [""] * n, stamps.empty(n)
+    for i in np.flatnonzero(chunk.wanted):
+        images[i], errors[i], chunk_stamps[i] = _load_image(chunk, i, spec, "BGR", to_bgra)
+    return images, lambda batch: batch, errors, chunk_stamps
 
 
-def _decode(path: str, spec: RunSpec, channels: str = "RGB") -> np.ndarray:
-    from .decode import decode_image
+def _load_image(chunk: _Chunk, i: int, spec: RunSpec, channels: str,
+                transform: Callable) -> tuple[np.ndarray | None, str, tuple]:
+    """One image of a chunk decoded and transformed: (result or None, error or '', its stamp); an image the transform
+    refuses (an extreme aspect ratio) is a failed image like a damaged one. The stamp hashes the bytes read; an
+    unreadable image gets the INVALID stamp, so its failure is never served from a cache. A refused link is not read:
+    its stamp is the link's own, and recreating the link invalidates it."""
+    from .decode import read_image_bytes
 
-    return decode_image(Path(path), exif_transpose=spec.recipe.exif_transpose, channels=channels)
+    if chunk.refusals[i]:
+        return None, chunk.refusals[i], (*chunk.listed[i].tolist(), *stamps.UNKNOWN_DIGEST)
+    path = Path(chunk.paths[i])
+    try:
+        data = read_image_bytes(path)
+    except ImageDecodeError as exc:
+        return None, str(exc), stamps.INVALID
+    stamp = (*chunk.listed[i].tolist(), *stamps.digest(data))
+    try:
+        image = _decode(path, data, spec, channels)
+    except ImageDecodeError as exc:
+        return None, str(exc), stamps.INVALID if exc.transient else stamp
+    try:
+        return transform(image), "", stamp
+    except ImageDecodeError as exc:
+        return None, f"{path}: {exc}", stamp
 
 
-def _cached_geometry(config: _WorkerConfig, chunk_key: str, paths: list[str],
-                     save: Callable) -> tuple[np.ndarray, list[str]]:
-    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there (computed only, when
-    the cache is off: config.cache_dir None).
+def _decode(path: Path, data: bytes, spec: RunSpec, channels: str) -> np.ndarray:
+    from .decode import decode_bytes
+
+    return decode_bytes(path, data, exif_transpose=spec.recipe.exif_transpose, channels=channels)
+
+
+def _cached_geometry(config: _WorkerConfig, chunk: _Chunk,
+                     save: Callable) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The uint8 TTA geometry of a chunk, from the decode cache or computed and stored there (computed only, for the
+    wanted images, when the cache is off: config.cache_dir None), with errors and stamps.
 
     An entry is `<chunk>.npy` (the images, zeros where decoding failed), whose presence marks the entry complete,
-    preceded by `<chunk>.errors.json` (the decode error of each image) only when an image failed. Plain .npy, not
-    .npz: it loads without zip parsing and checksumming, which matters when the model is fast. `save(write, path,
-    data)` runs an atomic write in order, off this thread.
+    preceded by `<chunk>.stamps.npy` (what each image was decoded from) and `<chunk>.errors.json` (the decode error
+    of each image) only when an image failed. Plain .npy, not .npz: it loads without zip parsing and checksumming,
+    which matters when the model is fast. An image whose stamp no longer describes its file is decoded again, alone,
+    and the entry rewritten. `save(write, path, data)` runs an atomic write in order, off this thread.
     """
     from .preprocess import geometry
 
-    size = config.input_size
-    images_file = errors_file = None
+    n, size = len(chunk.paths), config.input_size
+    images, errors, cached_stamps = np.zeros((n, size, size, 3), np.uint8), [""] * n, stamps.empty(n)
+    images_file = errors_file = stamps_file = None
+    if config.cache_dir is not None:
+        images_file = config.cache_dir / f"{chunk.key}.npy"
+        errors_file = config.cache_dir / f"{chunk.key}.errors.json"
+        stamps_file = config.cache_dir / f"{chunk.key}.stamps.npy"
     try:
-        if config.cache_dir is None:
+        if images_file is None:
             raise OSError("decode cache off")
-        images_file = config.cache_dir / f"{chunk_key}.npy"
-        errors_file = config.cache_dir / f"{chunk_key}.errors.json"
-        images = read_array_exactly(images_file, (len(paths), size, size, 3), np.uint8)
-        errors = read_json(errors_file) if errors_file.is_file() else [""] * len(paths)
-        if len(errors) == len(paths):
-            return images, [str(error) for error in errors]
+        images = read_array_exactly(images_file, (n, size, size, 3), np.uint8)
+        cached_stamps = read_array_exactly(stamps_file, (n, 4), np.int64)
+        errors = [str(error) for error in read_json(errors_file)] if errors_file.is_file() else [""] * n
+        if len(errors) != n:
+            raise ValueError("errors list of another length")
     except (OSError, ValueError, ArtifactError):
-        pass  # not cached yet; a damaged entry is recomputed and replaced
+        # not cached yet (or the cache is off); a damaged entry is recomputed and replaced
+        images, errors, cached_stamps = np.zeros((n, size, size, 3), np.uint8), [""] * n, stamps.empty(n)
+    stale = stamps.stale(cached_stamps, chunk.listed, chunk.digests)
+    redo = np.flatnonzero(stale if images_file is not None else stale & chunk.wanted)
+    if not len(redo):
+        return images, errors, cached_stamps
     spec = config.spec
-    bgr = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
-    errors = []
-    for i, path in enumerate(paths):
-        try:
-            # cropping and resizing treat the channels alike, so they run in OpenCV's BGR and the chunk is
-            # swapped to RGB once, at model size
-            bgr[i] = geometry(_decode(path, spec, channels="BGR"), spec.recipe, spec.tta, size=size)
-            errors.append("")
-        except ImageDecodeError as exc:
-            errors.append(str(exc))
-    images = np.ascontiguousarray(bgr[..., ::-1])
+    bgr = np.zeros((len(redo), size, size, 3), dtype=np.uint8)
+    for j, i in enumerate(redo):
+        # cropping and resizing treat the channels alike, so they run in OpenCV's BGR and the images are swapped to
+        # RGB once, at model size
+        image, errors[i], cached_stamps[i] = _load_image(
+            chunk, i, spec, "BGR", lambda image: geometry(image, spec.recipe, spec.tta, size=size))
+        if image is not None:
+            bgr[j] = image
+    images = images.copy() if not images.flags.writeable else images
+    images[redo] = bgr[..., ::-1]
     if images_file is None:
-        return images, errors
+        return images, errors, cached_stamps
+    if len(redo) < n:  # an entry being rewritten: remove it first, so old pixels never pair with new stamps
+        save(_unlink, images_file, None)
     if any(errors):
         save(atomic_write_bytes, errors_file, json.dumps(errors).encode("utf-8"))
     else:  # a stale list from a damaged entry must not outlive it (an unusable directory fails the write below)
-        with contextlib.suppress(OSError):
-            errors_file.unlink()
+        save(_unlink, errors_file, None)
+    save(atomic_write_array, stamps_file, cached_stamps.copy())
     save(atomic_write_array, images_file, images)  # never modified after this: the writer reads it directly
-    return images, errors
+    return images, errors, cached_stamps
+
+
+def _unlink(path: Path, _) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def _run_batches(config: _WorkerConfig, runtime, images: np.ndarray, to_model: Callable, ok: list[int],
@@ -394,6 +456,10 @@ def model_batch_size(spec: RunSpec, runtime) -> int:
     return max(spec.batch_size, runtime.max_batch or 0)
 
 
+class StoredPredictionsMissing(ArtifactError):
+    """predict(stored_only=True) found no finished artifact for the run."""
+
+
 class _Abandoned(Exception):
     """Raised in a worker thread whose chunk is no longer wanted."""
 
@@ -402,10 +468,11 @@ class _Abandoned(Exception):
 
 
 def artifact_key(spec: RunSpec, info: ModelInfo, dataset: Dataset) -> str:
-    """Content key of a predictions artifact: what can change a prediction, nothing else."""
+    """Content key of a predictions artifact: what can change a prediction, nothing else (each image's file is
+    checked by its stamp, see stamps.py)."""
     return cache_key(model_sha256=info.sha256, runtime=spec.runtime, runtime_version=info.runtime_version,
                      recipe=asdict(spec.recipe), tta=spec.tta, input_size=info.input_size,
-                     dataset=dataset.fingerprint, pipeline=PIPELINE_VERSION)  # every recipe field, exif_transpose too
+                     dataset=dataset.ids_key, pipeline=PIPELINE_VERSION)  # every recipe field, exif_transpose too
 
 
 def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> Path | None:
@@ -422,40 +489,101 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
     return directory
 
 
+def predictions_dir(artifacts_dir: Path, model_path: Path, tta: str, runtime: str, key: str) -> Path:
+    """Directory of the predictions artifact with this cache key."""
+    return Path(artifacts_dir) / "predictions" / f"{Path(model_path).stem}-{tta}-{runtime}-{key}"
+
+
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
-            progress: bool | None = None) -> RunResult:
-    """Predict every image of the dataset, reusing a finished artifact or the finished chunks of an interrupted run."""
-    info = inspect_model(spec)
-    key = artifact_key(spec, info, dataset)
-    directory = Path(artifacts_dir) / "predictions" / f"{Path(spec.model_path).stem}-{spec.tta}-{spec.runtime}-{key}"
-    store = PredictionStore(directory)
+            progress: bool | TextIO | None = None, shard: Shard | None = None, stored_only: bool = False) -> RunResult:
+    """Predict every image of the dataset (or of one image shard of it), reusing a finished artifact or the finished
+    chunks of an interrupted run; an image whose file changed since its prediction (size or mtime; content with
+    verify_data) is predicted again. stored_only: never predict, a missing artifact raises StoredPredictionsMissing."""
+    info = inspect_model(spec, artifacts_dir)
+    key = artifact_key(spec, info, dataset)  # a shard keeps the whole dataset's key: merge rebuilds that artifact
+    directory = inside(Path(artifacts_dir) / "predictions",
+                       predictions_dir(artifacts_dir, spec.model_path, spec.tta, spec.runtime, key))
+    shard_meta = {}
+    if shard is not None:
+        shard_meta = {**shard.meta(len(dataset)), "dataset_fingerprint": dataset.fingerprint}
+        directory, dataset = directory.with_name(directory.name + shard.dir_suffix), shard.select(dataset)
+    # --recompute predicts into a sibling directory and swaps it in once finished: until then (a full disk, Ctrl-C)
+    # the old artifact stays as it was, and the same command resumes the recomputation
+    store = PredictionStore(directory.with_name(directory.name + ".recompute") if recompute else directory)
     with file_lock(directory):  # a second process evaluating the same case waits here, then reuses
+        digests = None
+        if spec.verify_data:
+            digests = stamps.file_digests(dataset.image_files(), [bool(r) for r in dataset.refusals],
+                                          spec.workers or available_cores())
+        existing, changed = changed_images(store, dataset, digests)
+        todo = 0
+        if existing is None or changed:
+            if stored_only:
+                why = (f"{len(changed)} image(s) changed since the predictions in {directory} were made (e.g. "
+                       f"{changed[0]})" if changed else f"no finished predictions in {directory}")
+                raise StoredPredictionsMissing(f"{why} and --stored-only forbids predicting: the job or image shard "
+                                               "that predicts this case did not finish, or its images changed")
+            if changed:
+                log.warning("%d image(s) changed since they were predicted (e.g. %s); predicting them again",
+                            len(changed), changed[0])
+                store.drop(changed)
+            started = time.monotonic()
+            chunks = _chunks(dataset, spec.chunk_size, digests, store.done_ids())
+            todo = sum(int(chunk.wanted.sum()) for chunk in chunks)
+            config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
+            desc = f"{Path(spec.model_path).stem} {spec.tta} {spec.runtime}" + (f" shard {shard}" if shard else "")
+            _run_chunks(config, chunks, store, _progress(todo, progress, len(dataset.image_ids) - todo, desc))
+            meta = {**_meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started,
+                            reused=len(dataset.image_ids) - todo), **shard_meta}
+            existing = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
         if recompute:
-            store.clear()
-        if store.is_complete():
-            return RunResult(store.load(), store.meta(), reused=len(dataset.image_ids), computed=0,
-                             artifact_dir=directory)
-        started = time.monotonic()
-        done = store.done_ids()
-        chunks = [c for c in _chunks(dataset, spec.chunk_size) if not set(c[1]) <= done]
-        todo = sum(len(c[1]) for c in chunks)
-        reused = len(dataset.image_ids) - todo
-        config = _WorkerConfig(spec, info.input_size, open_geometry_cache(artifacts_dir, spec, info.input_size))
-        _run_chunks(config, chunks, store, _Progress(todo, progress, reused))
-        meta = _meta(spec, info, dataset, key, elapsed_s=time.monotonic() - started, reused=reused)
-        predictions = store.finalize(meta)  # equal to store.load(), without parsing the CSV just written
-        return RunResult(predictions, store.meta(), reused=reused, computed=todo, artifact_dir=directory)
+            replace_directory(store.directory, directory)
+        return RunResult(existing, PredictionStore(directory).meta(), reused=len(dataset.image_ids) - todo,
+                         computed=todo, artifact_dir=directory)
 
 
-def _chunks(dataset: Dataset, chunk_size: int):
-    ids, files = dataset.image_ids, dataset.image_files()
+def changed_images(store: PredictionStore, dataset: Dataset,
+                    digests: np.ndarray | None) -> tuple[Predictions | None, list[str]]:
+    """The finished table (None if unfinished) and the ids of stored rows whose image changed since."""
+    existing = store.load() if store.is_complete() else None
+    stored = existing if existing is not None else store.load_parts()
+    if not len(stored):
+        return existing, []
+    all_ids = np.asarray(dataset.image_ids, dtype=str)
+    rows = np.minimum(np.searchsorted(all_ids, stored.image_ids), len(all_ids) - 1)
+    listed = dataset.stamps()[rows]
+    recorded = stored.stamps if stored.stamps is not None else stamps.empty(len(stored))
+    current = None if digests is None else digests[rows]
+    changed = stamps.stale(recorded, listed, current)
+    # A new mtime with the recorded size (a copy of the dataset, another machine's copy, a touch) is a change only
+    # if the content differs: for those images alone the content hash decides, at the cost of reading them.
+    suspects = np.flatnonzero(changed & (recorded[:, 0] == listed[:, 0]) & (recorded[:, 2:] != 0).any(axis=1))
+    if len(suspects):
+        files = dataset.image_files()
+        now = current[suspects] if current is not None else stamps.file_digests(
+            [files[rows[i]] for i in suspects], [False] * len(suspects), available_cores())
+        changed[suspects[(now == recorded[suspects, 2:]).all(axis=1)]] = False
+    changed |= all_ids[rows] != stored.image_ids
+    return existing, stored.image_ids[changed].tolist()
+
+
+def _chunks(dataset: Dataset, chunk_size: int, digests: np.ndarray | None, done: set[str]) -> list[_Chunk]:
+    """The chunks with an image still to predict (chunk boundaries never move: they name decode-cache entries)."""
+    ids, files, listed = dataset.image_ids, dataset.image_files(), dataset.stamps()
+    chunks = []
     for start in range(0, len(ids), chunk_size):
-        chunk_key = f"{dataset.fingerprint}-{start // chunk_size:05d}-{chunk_size}"
         end = start + chunk_size
-        yield chunk_key, list(ids[start:end]), files[start:end], dataset.labels[start:end]
+        wanted = np.array([image_id not in done for image_id in ids[start:end]])
+        if wanted.any():
+            chunks.append(_Chunk(
+                key=f"{dataset.ids_key}-{start // chunk_size:05d}-{chunk_size}", image_ids=list(ids[start:end]),
+                paths=files[start:end], labels=dataset.labels[start:end], listed=listed[start:end],
+                digests=None if digests is None else digests[start:end], refusals=list(dataset.refusals[start:end]),
+                wanted=wanted))
+    return chunks
 
 
-def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: "_Progress") -> None:
+def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, progress: Progress) -> None:
     """Run the chunks on worker threads, one runtime each, and keep each finished chunk as it arrives.
 
     Threads, not processes: JPEG decoding, resizing and inference all release the GIL, so the threads keep every core
@@ -509,7 +637,7 @@ def _run_chunks(config: _WorkerConfig, chunks: list, store: PredictionStore, pro
             stop.set()
         else:  # every finished chunk is kept, also those that arrive after a failure
             store.keep(item)
-            progress.advance(len(item.image_ids))
+            progress.update(len(item.image_ids))
             chunks_left -= 1
             if chunks_left and not stop.is_set() and time.monotonic() >= next_checkpoint:  # none after the last
                 store.checkpoint()
@@ -591,23 +719,9 @@ def _meta(spec: RunSpec, info: ModelInfo, dataset: Dataset, key: str, elapsed_s:
     }
 
 
-class _Progress:
-    """A one-line progress display on a terminal; silent in CI and when output is redirected."""
-
-    def __init__(self, total: int, enabled: bool | None, reused: int):
-        if enabled is None:
-            enabled = sys.stderr.isatty() and not os.environ.get("CI")
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
-        self.started = time.monotonic()
-        if reused and self.enabled:
-            print(f"reusing {reused} images from an earlier run", file=sys.stderr)
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.enabled:
-            rate = self.done / max(time.monotonic() - self.started, 1e-9)
-            print(f"\r{self.done}/{self.total} images, {rate:.0f}/s", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
+def _progress(total: int, output, reused: int, desc: str) -> Progress:
+    """Progress of a run: output None shows it on stderr, a stream on that stream, False nowhere."""
+    stream = sys.stderr if output is None or output is True else None if output is False else output
+    if stream is not None and reused:
+        print(f"{desc}: reusing {reused} images from an earlier run", file=stream, flush=True)
+    return Progress(total, desc, stream)

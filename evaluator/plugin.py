@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,7 @@ class SessionState:
     shared: dict[str, list[dict]] = field(default_factory=dict)
     summary: dict[str, list[str]] = field(default_factory=dict)  # terminal section title -> lines
     dataset_checked: bool = False
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _limit(text: str) -> int:
@@ -62,6 +65,9 @@ def pytest_addoption(parser):
     group.addoption("--limit", "--subset", dest="limit", type=_limit,
                     help="evaluate a deterministic class-stratified subset of N images (N >= 1)")
     group.addoption("--recompute", action="store_true", help="ignore stored predictions and run inference again")
+    group.addoption("--verify-data", action="store_true",
+                    help="also check each image's content hash against the one recorded when it was decoded "
+                         "(reads every image; catches a changed copy that kept size and mtime)")
     group.addoption("--strict-data", action="store_true",
                     help="nightly mode: a missing model file, runtime or dataset fails its case instead of "
                          "skipping, and a session in which no regression case ran exits non-zero")
@@ -77,11 +83,29 @@ def pytest_addoption(parser):
                          "check by this explicit acceptance")
     group.addoption("--prune-baselines", action="store_true",
                     help="with --update-baselines: remove measured entries and per-image records no case uses")
+    group.addoption("--image-shard", metavar="K/N", type=_image_shard,
+                    help="predict only image shard K of N of each case (every N-th image in id order) and judge "
+                         "nothing; `python -m evaluator merge` joins the shards for a run that judges them")
+    group.addoption("--stored-only", action="store_true",
+                    help="judge stored predictions only (e.g. a directory written by `python -m evaluator merge`): "
+                         "a case without them is an error instead of predicting")
+
     from .cli import add_override_options
 
     add_override_options(parser.getgroup(
         "evaluator-recipe", "ImageNet accuracy regression suite: ad-hoc recipe overrides (applied to every selected "
         "case's recipe; not with --update-baselines)"))
+
+def _image_shard(text: str):
+    """--image-shard: K/N (evaluator.shard.parse_shard)."""
+    import argparse
+
+    from .shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except EvaluatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --- configuration ------------------------------------------------------------------------------------------------
@@ -109,6 +133,8 @@ def pytest_configure(config):
     config.stash[STATE_KEY] = SessionState()
     config.stash[SUITE_KEY] = None
     config.addinivalue_line("markers", "regression: accuracy regression case from baselines.yaml")
+    config.addinivalue_line("markers", "large: regression case of a model marked `large: true` in baselines.yaml "
+                                       "(split by image in the nightly: -m \"regression and large\" --image-shard K/N)")
     for flag in ("accept_documented_gap", "prune_baselines"):
         if config.getoption(flag) and not config.getoption("update_baselines"):
             raise pytest.UsageError(f"--{flag.replace('_', '-')} only works with --update-baselines")
@@ -166,7 +192,9 @@ def pytest_generate_tests(metafunc):
         return
     suite = _suite(metafunc.config)
     cases = suite.cases if suite is not None else []
-    metafunc.parametrize(CASE_FIXTURE, cases, ids=[c.case_id for c in cases])
+    large = {name for name, entry in suite.baselines.models.items() if entry.large} if suite is not None else set()
+    params = [pytest.param(c, marks=[pytest.mark.large] if c.model in large else []) for c in cases]
+    metafunc.parametrize(CASE_FIXTURE, params, ids=[c.case_id for c in cases])
 
 
 def _regression_ids(suite: Suite) -> set[str]:
@@ -204,17 +232,11 @@ def pytest_xdist_node_collection_finished(node, ids):
 
 
 def _imagenet_dir(config) -> Path:
-    """--imagenet-dir, $EVALUATOR_IMAGENET_DIR, data/imagenet if present, else the shared fixture slice."""
-    from .locations import fixtures_dir
+    """--imagenet-dir, else locations.default_imagenet_dir()."""
+    from .locations import default_imagenet_dir
 
     option = config.getoption("imagenet_dir")
-    if option:
-        return Path(option).expanduser()
-    if os.environ.get("EVALUATOR_IMAGENET_DIR"):
-        return Path(os.environ["EVALUATOR_IMAGENET_DIR"]).expanduser()
-    local = Path.cwd() / "data" / "imagenet"
-    fixture = fixtures_dir() / "imagenet"
-    return fixture if not local.exists() and fixture.exists() else local
+    return Path(option).expanduser() if option else default_imagenet_dir()
 
 
 def _select(cases, attribute: str, wanted: list[str], kind: str):
@@ -246,6 +268,8 @@ class Suite:
         self.artifacts_dir = Path(config.getoption("artifacts_dir") or default_artifacts_dir()).absolute()
         self.limit = config.getoption("limit")
         self.strict = config.getoption("strict_data")
+        self.image_shard = config.getoption("image_shard")
+        self.stored_only = config.getoption("stored_only")
         self.overrides = _overrides(config, self.baselines, cases)
         self._dataset = None
 
@@ -308,16 +332,25 @@ class Suite:
         __tracebackhide__ = True
         from .errors import RuntimeUnavailable
         from .evaluate import ModelFileMissing, case_result, evaluate_case, failure_message, unrun_result
+        from .pipeline import StoredPredictionsMissing
 
         if not self.imagenet_dir.exists():
             self._unavailable(case, f"ImageNet not found at {self.imagenet_dir}", f"ImageNet not found at "
                               f"{self.imagenet_dir}: put the Kaggle val images, LOC_val_solution.csv and "
                               f"LOC_synset_mapping.txt there (see data/README.md) or pass --imagenet-dir")
+        if self.image_shard:
+            return self._predict_shard(case, record_property)
+        missing = None  # --stored-only found no predictions: failed below, outside the except (no chained traceback)
         try:
             workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
             outcome = evaluate_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
                                     recompute=self.config.getoption("recompute"), workers=workers,
+                                    verify_data=self.config.getoption("verify_data"),
+                                    progress=_TerminalStream(self.config), stored_only=self.stored_only,
                                     overrides=self.overrides)
+        except StoredPredictionsMissing as exc:
+            record_result(self.config, unrun_result(self.baselines, case, "error", str(exc)))
+            missing = f"{case.case_id}: {exc}"
         except ModelFileMissing as exc:
             self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
                               f"`python -m evaluator fetch` downloads them; report.md names each file")
@@ -326,6 +359,9 @@ class Suite:
         except Exception as exc:  # the case is reported as an error row, then pytest shows the exception
             record_result(self.config, unrun_result(self.baselines, case, "error", f"{type(exc).__name__}: {exc}"))
             raise
+        if missing:
+            pytest.fail(missing, pytrace=False)
+        record_run(self.config, case, outcome.run)
         verdict = outcome.verdict
         for check in filter(None, (verdict.anchor, verdict.measured)):
             for metric in check.metrics:
@@ -344,6 +380,27 @@ class Suite:
             pytest.fail(failure_message(outcome, self.reproduce(case), names), pytrace=False)
         if verdict.outcome == "xfail":
             pytest.xfail(verdict.reason)
+
+
+    def _predict_shard(self, case, record_property) -> None:
+        """--image-shard: predict this case's shard of the images for `python -m evaluator merge`; no verdict."""
+        from .errors import RuntimeUnavailable
+        from .evaluate import ModelFileMissing, predict_case
+
+        try:
+            workers = max(1, _cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+            run = predict_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
+                               recompute=self.config.getoption("recompute"), workers=workers,
+                               progress=_TerminalStream(self.config), shard=self.image_shard,
+                               stored_only=self.stored_only, overrides=self.overrides)
+        except ModelFileMissing as exc:
+            self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
+                              f"`python -m evaluator fetch` downloads them")
+        except RuntimeUnavailable as exc:
+            self._unavailable(case, str(exc), f"runtime {case.runtime} unavailable: {exc}")
+        record_property("image_shard", str(self.image_shard))
+        record_property("images_predicted", run.computed)
+        record_run(self.config, case, run)
 
 
 def _cores() -> int:
@@ -391,6 +448,11 @@ def record_result(config, result) -> None:
     _share(config, "evaluator_results", asdict(result))
 
 
+def record_run(config, case, run) -> None:
+    """Remember how many images a case predicted and reused, for the terminal summary."""
+    _share(config, "evaluator_runs", {"case_id": case.case_id, "computed": run.computed, "reused": run.reused})
+
+
 def _share_measured(config, outcome) -> None:
     """Remember what --update-baselines may record for this case; the controller writes at the end."""
     from . import __version__
@@ -415,6 +477,9 @@ def pytest_sessionfinish(session, exitstatus):
         return
     state = _state(config)
     results = state.shared.get("evaluator_results", [])
+    runs = state.shared.get("evaluator_runs", [])
+    if runs:
+        state.summary["predictions"] = _predictions_summary(suite, runs)
     if config.getoption("update_baselines"):
         try:
             state.summary["--update-baselines"] = _update_baselines(config, suite, state)
@@ -423,16 +488,27 @@ def pytest_sessionfinish(session, exitstatus):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if results:
         try:
-            state.summary["accuracy"] = _write_report(suite, results)
+            state.summary["accuracy"] = _write_report(suite, results, state.started)
         except (OSError, EvaluatorError) as exc:
             state.summary["accuracy"] = [f"error: report not written: {exc}"]
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if suite.strict and not any(r["top1"] is not None for r in results):
+    if suite.strict and not runs and not any(r["top1"] is not None for r in results):
         state.summary["--strict-data"] = [
             f"no regression case ran ({len(results)} case(s) skipped or failed before measuring): "
             f"--strict-data makes this session fail"]
         if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _predictions_summary(suite: Suite, runs: list[dict]) -> list[str]:
+    computed, reused = sum(r["computed"] for r in runs), sum(r["reused"] for r in runs)
+    lines = [f"{computed} images predicted, {reused} reused from stored predictions "
+             f"({len(runs)} case{'' if len(runs) == 1 else 's'}, {suite.artifacts_dir})"]
+    if suite.image_shard:
+        lines.append(f"image shard {suite.image_shard}: no verdicts; join the shards with `python -m evaluator merge "
+                     f"--artifacts-dir MERGED DIR...`, then run `pytest -m regression --stored-only "
+                     f"--artifacts-dir=MERGED`")
+    return lines
 
 
 def _update_baselines(config, suite: Suite, state: SessionState) -> list[str]:
@@ -467,27 +543,69 @@ def _update_baselines(config, suite: Suite, state: SessionState) -> list[str]:
     return lines + summary.lines()
 
 
-def _write_report(suite: Suite, rows: list[dict]) -> list[str]:
-    from .artifacts import write_json_atomic
-    from .report import CaseResult, write_report
+def _write_report(suite: Suite, rows: list[dict], session_start: str) -> list[str]:
+    """Update the report with this session's cases (other cases keep their last result) and record the session's
+    rows in the history; lines for the terminal."""
+    from .baselines import list_cases
+    from .report import CaseResult, merge_results, read_results, write_report, write_results
 
-    results = sorted((CaseResult(**row) for row in rows), key=lambda r: r.case_id)
     out_dir = suite.artifacts_dir / "report"
-    write_json_atomic(out_dir / "results.json", [asdict(r) for r in results])
-    meta = {"dataset": str(suite.imagenet_dir), "baselines": str(suite.baselines.path)}
-    paths = write_report(results, out_dir, meta)
-    lines = [f"{'case':58s} {'TOP1':>7s} {'expected':>8s} {'delta':>8s} {'band':>7s} {'n':>6s}  verdict"]
-    for r in results:
-        if r.top1 is None:
-            continue
-        lines.append(f"{r.case_id:58s} {r.top1:7.4f} {r.expected_top1:8.4f} {r.top1 - r.expected_top1:+8.4f} "
-                     f"{r.band_top1:7.4f} {r.n:6d}  {r.verdict}")
+    results_path = out_dir / "results.json"
+    current = [CaseResult(**row) for row in rows]
+    try:
+        previous = read_results(results_path)[0] if results_path.is_file() else []
+    except EvaluatorError:  # a damaged results.json is replaced by this session's cases
+        previous = []
+    results = merge_results(previous, current, [c.case_id for c in list_cases(suite.baselines)])
+    meta = {"dataset": str(suite.imagenet_dir), "baselines": str(suite.baselines.path), "session_start": session_start}
+    write_results(results_path, results, meta)
+    paths = write_report(results, out_dir, meta, session_results=current)
+    lines = [f"{'case':58s} {'TOP1/TOP5':>15s} {'expected':>15s} {'delta':>15s} {'band':>15s} {'n':>6s}  verdict"]
+    for r in current:
+        if r.top1 is not None:
+            delta = _two(_minus(r.top1, r.expected_top1), _minus(r.top5, r.expected_top5), "+")
+            lines.append(f"{r.case_id:58s} {_two(r.top1, r.top5):>15s} {_two(r.expected_top1, r.expected_top5):>15s} "
+                         f"{delta:>15s} {_two(r.band_top1, r.band_top5):>15s} {r.n:6d}  {r.verdict}")
     counts = {}
-    for r in results:
+    for r in current:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     lines.append("cases: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())))
-    lines.append(f"report: {paths['report']}  plot: {paths['plot']}  results: {out_dir / 'results.json'}")
+    if len(results) > len(current):
+        lines.append(f"the report also keeps the last result of {len(results) - len(current)} case(s) not run now")
+    lines.append(f"report: {paths['html']}  ({paths['report'].name}, {paths['plot'].name}, {paths['trend'].name}, "
+                 f"{results_path.name}, {paths['history'].name} beside it)")
     return lines
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+class _TerminalStream:
+    """Where a running case shows its progress: the terminal, past pytest's output capture. Under xdist each worker
+    writes whole lines (every 30 s) to the stderr it shares with the controller; a bar is kept for plain runs."""
+
+    def __init__(self, config):
+        self.capture = config.pluginmanager.getplugin("capturemanager")
+        self.worker = hasattr(config, "workerinput")
+
+    def write(self, text: str) -> None:
+        if not self.isatty() and text.endswith("\n"):
+            text = "\n" + text.rstrip("\n")  # a line of its own beside pytest's progress dots
+        with self.capture.global_and_fixture_disabled():
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return not self.worker and sys.__stderr__ is not None and sys.__stderr__.isatty()
+
+
+def _two(top1: float | None, top5: float | None, sign: str = "") -> str:
+    """'0.7444/0.9226': a TOP1/TOP5 pair, N/A for a missing number."""
+    return "/".join("N/A" if x is None else f"{x:{sign}.4f}" for x in (top1, top5))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

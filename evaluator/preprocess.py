@@ -22,6 +22,7 @@ values up to float32 rounding, which to_input()'s quantization can turn into one
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from evaluator.errors import RecipeError, did_you_mean
+from evaluator.errors import ImageDecodeError, RecipeError, did_you_mean
 from evaluator.recipes import IMAGENET_MEAN as _IMAGENET_MEAN, IMAGENET_STD as _IMAGENET_STD
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ TTA_MODES = ("none", "keep-aspect", "1-crop")
 _NONE_GEOMETRIES = ("stretch", "letterbox")
 _CROP_GEOMETRIES = ("short-side", "central-fraction")
 _RESIZES = ("cv2-bilinear", "cv2-bicubic", "pil-bilinear-antialias", "pil-bicubic-antialias")
+# Largest image a recipe may create on the way to the model's input (2**25 pixels, 100 MB as uint8 RGB): a 1x300 image
+# resized to a short side of 256 (76,800 x 256) passes, as in the scripts; a 1x3000 or 1x40000 one would need gigabytes.
+MAX_INTERMEDIATE_PIXELS = 1 << 25
 _COLOURS = ("RGB", "BGR")
 _LAYOUTS = ("NCHW", "NHWC")
 _QUANTIZES = ("from-model", "raw-uint8")
@@ -143,7 +147,9 @@ def _validate(recipe: Recipe) -> None:
                            ("arithmetic", _ARITHMETICS), ("ranking", RANKINGS)):
         value = getattr(recipe, field)
         if value not in choices:
-            fail(f"{field} must be one of {', '.join(choices)}; got {value!r}")
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            fail(f"{field} must be one of {', '.join(choices)}; got {value!r}"
+                 + (f"; did you mean {close[0]}?" if close else ""))
     if recipe.ailia_classifier_range not in (None, *_AILIA_RANGES):
         fail(f"ailia_classifier_range must be one of {', '.join(_AILIA_RANGES)} or None; "
              f"got {recipe.ailia_classifier_range!r}")
@@ -297,6 +303,7 @@ def _letterbox_resize(image: np.ndarray, size: int, method: str) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
+    check_intermediate_size(image.shape, width, height)
     if method == "cv2-bilinear":
         return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_LINEAR)
     if method == "cv2-bicubic":
@@ -305,6 +312,15 @@ def _resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarr
 
     resample = Image.Resampling.BILINEAR if method == "pil-bilinear-antialias" else Image.Resampling.BICUBIC
     return np.asarray(Image.fromarray(image).resize((width, height), resample))
+
+
+def check_intermediate_size(shape: tuple[int, ...], width: int, height: int) -> None:
+    """ImageDecodeError (recorded per image, as damaged) when resizing an image of `shape` to width x height would
+    create an empty image or one above MAX_INTERMEDIATE_PIXELS."""
+    if width < 1 or height < 1 or width * height > MAX_INTERMEDIATE_PIXELS:
+        raise ImageDecodeError(f"a {shape[1]}x{shape[0]} image would be resized to {width}x{height} on the way to "
+                               f"the model input (limit: 1 to {MAX_INTERMEDIATE_PIXELS:,} pixels); "
+                               "extreme aspect ratio")
 
 
 # --- values -------------------------------------------------------------------------------------------------------

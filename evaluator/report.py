@@ -1,4 +1,5 @@
-"""Results of a run as a markdown report, a PNG plot of measured vs expected TOP1, and a history CSV.
+"""Results of a run as a markdown report, a PNG plot of measured vs expected TOP1/TOP5 and a junit summary;
+write_report also writes the history (history.py) and the HTML page (report_html.py).
 
 Cases are grouped as in the product README (ONNX, tflite, TensorFlow, official, then any other group alphabetically);
 inside a group they keep the order they were given in (the catalogue order).
@@ -6,25 +7,20 @@ inside a group they keep the order they were given in (the catalogue order).
 
 from __future__ import annotations
 
-import csv
 import io
-import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .artifacts import atomic_write_bytes, atomic_write_text, file_lock
+from .artifacts import atomic_write_bytes, atomic_write_text
 from .errors import ArtifactError
 from .metrics import wilson_interval
 
 GROUP_ORDER = ("ONNX", "tflite", "TensorFlow", "official")
 VERDICTS = ("pass", "fail", "xfail", "skip", "error")
 VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "xfail": "#8c8c8c", "error": "#9467bd", "skip": "#c7c7c7"}
-HISTORY_COLUMNS = (
-    "date", "case_id", "runtime", "runtime_version", "evaluator_version", "dataset_fingerprint",
-    "n", "top1", "top5", "verdict",
-)
 COLUMNS = (
     "Model", "Precision", "TTA", "TOP1", "TOP5", "Runtime", "Expected TOP1", "Expected TOP5", "ΔTOP1", "Band",
     "Baseline TOP1 (Δ, band)", "n", "Verdict",
@@ -58,6 +54,7 @@ class CaseResult:
     runtime_version: str = ""
     dataset_fingerprint: str = ""
     date: str = ""  # ISO 8601
+    recipe: str = ""  # "name: one-sentence description" of the preprocessing that ran
     # the second anchor: the measured baseline of this runtime and image set, and a documented gap accepted on purpose
     baseline_top1: float | None = None
     baseline_band_top1: float | None = None
@@ -129,26 +126,61 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _row(result: CaseResult) -> str:
-    cells = (
+def row_cells(result: CaseResult) -> tuple[str, ...]:
+    """The report table's cells of one case, in COLUMNS order (plain text)."""
+    return (
         result.model, result.precision, result.tta, _top1_with_interval(result), _fraction(result.top5),
         _runtime(result), _fraction(result.expected_top1), _fraction(result.expected_top5),
-        _delta(result.top1, result.expected_top1), _band(result), _baseline(result), _images(result),
-        f"**{result.verdict}**" if result.verdict in ("fail", "error") else result.verdict,
+        _delta(result.top1, result.expected_top1), _band(result), _baseline(result), _images(result), result.verdict,
     )
+
+
+def _row(result: CaseResult) -> str:
+    cells = list(row_cells(result))
+    if result.verdict in ("fail", "error"):
+        cells[-1] = f"**{result.verdict}**"
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
-def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict | None = None) -> str:
-    """Markdown report: a header block, one table per group, notes per case, skipped cases with their reasons."""
-    results = list(results)
+_PATH_OR_URL = re.compile(r"\S*[/\\]\S*")
+
+
+def _reason_key(note: str) -> str:
+    """A skip note without its file names, paths and URLs, up to its first ';': the reason shared by many cases."""
+    return _PATH_OR_URL.sub("…", note.split(";", 1)[0]).strip() or "no reason given"
+
+
+def skip_reasons(results) -> list[tuple[str, list[CaseResult]]]:
+    """(reason, the cases skipped for it) per distinct reason, most frequent first."""
+    cases: dict[str, list[CaseResult]] = {}
+    for result in results:
+        if result.verdict == "skip":
+            cases.setdefault(_reason_key(result.note), []).append(result)
+    return sorted(cases.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+def skip_line(reason: str, cases: list[CaseResult], shown: int = 3) -> str:
+    """"3 × reason (a, b, c)", naming at most `shown` cases."""
+    names = ", ".join(r.case_id for r in cases[:shown])
+    more = f" and {len(cases) - shown} more" if len(cases) > shown else ""
+    return f"{len(cases)} × {reason} ({names}{more})"
+
+
+def report_header(meta: dict | None) -> dict:
+    """The key/value lines over a report: date, evaluator version, dataset, then whatever meta adds."""
     meta = dict(meta or {})
-    header = {
+    return {
         "date": meta.pop("date", datetime.now(timezone.utc).isoformat(timespec="seconds")),
         "evaluator version": meta.pop("evaluator_version", __version__),
         "dataset": meta.pop("dataset", "unknown"),
         **meta,
     }
+
+
+def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict | None = None) -> str:
+    """Markdown report: a header block, one table per group, notes per case, skipped cases with their reasons."""
+    results = list(results)
+    header = report_header(meta)
     counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
     lines = [f"# {title}", ""]
     lines += [f"- {key}: {value}" for key, value in header.items()]
@@ -169,9 +201,12 @@ def markdown_report(results, title: str = "ImageNet accuracy report", meta: dict
             lines += [""] + [f"- `{r.case_id}` ({r.verdict}): {_cell(r.note)}"
                              + (f" **Documented gap accepted:** {_cell(r.accepted_gap)}" if r.accepted_gap else "")
                              for r in notes]
-    skipped = [r for r in results if r.verdict == "skip"]
-    if skipped:
-        lines += ["", "## Skipped", ""] + [f"- `{r.case_id}`: {_cell(r.note) or 'no reason given'}" for r in skipped]
+    reasons = skip_reasons(results)
+    if reasons:
+        lines += ["", "## Skipped", ""]
+        for reason, cases in reasons:  # one line each; every case's own reason folded away beneath it
+            lines += [f"- {_cell(skip_line(reason, cases))}", "  <details><summary>each case</summary>", ""]
+            lines += [f"  - `{r.case_id}`: {_cell(r.note) or 'no reason given'}" for r in cases] + ["", "  </details>"]
     return "\n".join(lines) + "\n"
 
 
@@ -183,15 +218,17 @@ def _plot_rows(results) -> list[CaseResult]:
 
 
 def plot_results(results, path: Path) -> Path:
-    """PNG of measured TOP1 (Wilson 95% bar) vs expected (diamond, pass band shaded), one row per measured case."""
+    """PNG of measured TOP1 and TOP5 (Wilson 95% bars) against expected (diamonds, pass band shaded), one row per
+    measured case: absolute values on the left, measured - expected on the right."""
     # Figure + Agg canvas directly: no pyplot, so no global backend switch and no figures left open.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     rows = _plot_rows(results)
-    height = 1.6 + 0.32 * max(len(rows), 1)
+    height = 1.8 + 0.45 * max(len(rows), 1)
     figure = Figure(figsize=(12, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     absolute, deviation = figure.subplots(1, 2, sharey=True, width_ratios=(3, 2))
@@ -199,29 +236,48 @@ def plot_results(results, path: Path) -> Path:
         absolute.text(0.5, 0.5, "no measured cases", ha="center", va="center", transform=absolute.transAxes)
     for y, result in enumerate(rows):
         colour = VERDICT_COLOURS[result.verdict]
-        lo, hi = wilson_interval(round(result.top1 * result.n), result.n)
-        expected = result.expected_top1
-        offset = 0.0 if expected is None else expected  # right panel: measured - expected
-        if expected is not None and result.band_top1 is not None:
-            for axes, centre in ((absolute, expected), (deviation, 0.0)):
-                axes.fill_betweenx(
-                    [y - 0.38, y + 0.38], centre - result.band_top1, centre + result.band_top1, color=colour,
-                    alpha=0.18, linewidth=0,
-                )
-        for axes, shift in ((absolute, 0.0), (deviation, offset)):
-            axes.errorbar(
-                result.top1 - shift, y, xerr=[[result.top1 - lo], [hi - result.top1]], fmt="o", color=colour,
-                markersize=5, capsize=3, elinewidth=1.2,
-            )
-        if expected is not None:
-            absolute.plot(expected, y, marker="D", color="black", markersize=5, markerfacecolor="none", linestyle="")
+        for metric, shift_y, marker in (("top1", -0.17, "o"), ("top5", 0.17, "s")):
+            _plot_metric(absolute, deviation, result, metric, y + shift_y, marker, colour)
     absolute.set_yticks(range(len(rows)), [r.case_id for r in rows], fontsize=8)
     absolute.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first case on top
-    absolute.set_xlabel("TOP1 accuracy")
-    deviation.set_xlabel("measured - expected TOP1")
+    absolute.set_xlabel("accuracy (circle TOP1, square TOP5)")
+    deviation.set_xlabel("measured - expected")
     deviation.axvline(0.0, color="black", linewidth=0.8)
+    deviation.xaxis.set_major_locator(MaxNLocator(5))
     for axes in (absolute, deviation):
         axes.grid(axis="x", alpha=0.3)
+    _mark_groups(rows, absolute, deviation)
+    verdicts = [v for v in VERDICTS if any(r.verdict == v for r in rows)]
+    handles = [Patch(color=VERDICT_COLOURS[v], label=v) for v in verdicts]
+    handles += [
+        Line2D([], [], marker="o", color="black", linestyle="", label="TOP1"),
+        Line2D([], [], marker="s", color="black", linestyle="", label="TOP5"),
+        Line2D([], [], marker="D", color="black", markerfacecolor="none", linestyle="", label="expected"),
+        Patch(color="grey", alpha=0.25, label="pass band"),
+    ]
+    figure.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8, frameon=False)
+    return save_figure(figure, path)
+
+
+def _plot_metric(absolute, deviation, result: CaseResult, metric: str, y: float, marker: str, colour: str) -> None:
+    measured, expected = getattr(result, metric), getattr(result, f"expected_{metric}")
+    band = getattr(result, f"band_{metric}")
+    if measured is None:
+        return
+    lo, hi = wilson_interval(round(measured * result.n), result.n)
+    if expected is not None and band is not None:
+        for axes, centre in ((absolute, expected), (deviation, 0.0)):
+            axes.fill_betweenx([y - 0.15, y + 0.15], centre - band, centre + band, color=colour, alpha=0.2,
+                               linewidth=0)
+    shifts = ((absolute, 0.0),) if expected is None else ((absolute, 0.0), (deviation, expected))
+    for axes, shift in shifts:
+        axes.errorbar(measured - shift, y, xerr=[[measured - lo], [hi - measured]], fmt=marker, color=colour,
+                      markersize=5, capsize=2, elinewidth=1.1)
+    if expected is not None:
+        absolute.plot(expected, y, marker="D", color="black", markersize=5, markerfacecolor="none", linestyle="")
+
+
+def _mark_groups(rows: list[CaseResult], absolute, deviation) -> None:
     for y, result in enumerate(rows):
         if y == 0 or rows[y - 1].group != result.group:
             if y:
@@ -232,13 +288,10 @@ def plot_results(results, path: Path) -> Path:
                 textcoords="offset points", ha="left", va="top", fontsize=8, style="italic", color="dimgrey",
                 annotation_clip=False,
             )
-    verdicts = [v for v in VERDICTS if any(r.verdict == v for r in rows)]
-    handles = [Line2D([], [], marker="o", color=VERDICT_COLOURS[v], linestyle="", label=v) for v in verdicts]
-    handles += [
-        Line2D([], [], marker="D", color="black", markerfacecolor="none", linestyle="", label="expected"),
-        Patch(color="grey", alpha=0.25, label="pass band"),
-    ]
-    figure.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8, frameon=False)
+
+
+def save_figure(figure, path: Path) -> Path:
+    """Render a matplotlib Figure to PNG and write it atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -246,70 +299,87 @@ def plot_results(results, path: Path) -> Path:
     return Path(path)
 
 
-# ---- history ---------------------------------------------------------------------------------------------------------
+# ---- results.json ----------------------------------------------------------------------------------------------------
 
 
-def _history_row(result: CaseResult, evaluator_version: str) -> dict:
-    return {
-        "date": result.date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "case_id": result.case_id,
-        "runtime": result.runtime,
-        "runtime_version": result.runtime_version,
-        "evaluator_version": evaluator_version,
-        "dataset_fingerprint": result.dataset_fingerprint,
-        "n": result.n,
-        "top1": _fraction_6(result.top1),
-        "top5": _fraction_6(result.top5),
-        "verdict": result.verdict,
-    }
+def write_results(path: Path, results, meta: dict) -> None:
+    """results.json: the report's meta (dataset, baselines, session start) and one object per case."""
+    from dataclasses import asdict
+
+    from .artifacts import write_json_atomic
+
+    write_json_atomic(path, {"meta": meta, "results": [asdict(r) for r in results]})
 
 
-def _fraction_6(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"  # accuracy.py prints %f
+def read_results(path: Path) -> tuple[list[CaseResult], dict]:
+    """(results, meta) from results.json; the first format (a bare list of cases) has no meta."""
+    from .artifacts import read_json
+
+    from .errors import clipped
+
+    data = read_json(path)
+    try:
+        rows, meta = (data, {}) if isinstance(data, list) else (data.get("results"), data.get("meta") or {})
+        return [CaseResult(**row) for row in rows], dict(meta)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a results file written by the suite ({clipped(str(exc), 200)})") from None
 
 
-def append_history(results, csv_path: Path, evaluator_version: str = __version__) -> int:
-    """Append one row per case (ran, failed, errored or skipped) to the history CSV; returns the rows written."""
-    csv_path = Path(csv_path)
-    rows = [_history_row(r, evaluator_version) for r in results]
-    with file_lock(csv_path):
-        try:
-            is_new = not csv_path.exists() or csv_path.stat().st_size == 0
-            if not is_new:
-                with open(csv_path, newline="", encoding="utf-8") as existing:
-                    header = next(csv.reader(existing), [])
-                if tuple(header) != HISTORY_COLUMNS:
-                    raise ArtifactError(
-                        f"{csv_path}: line 1 has columns {header}, expected {list(HISTORY_COLUMNS)}; "
-                        "move the old file away to start a new history"
-                    )
-            with open(csv_path, "a", newline="", encoding="utf-8") as stream:
-                writer = csv.DictWriter(stream, fieldnames=HISTORY_COLUMNS)
-                if is_new:
-                    writer.writeheader()
-                writer.writerows(rows)
-                stream.flush()
-                os.fsync(stream.fileno())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"cannot append to {csv_path}: {exc}") from exc
-    return len(rows)
+def merge_results(previous, current, case_ids) -> list[CaseResult]:
+    """The report of a run of some cases: this run's results, plus the earlier results of the other cases that the
+    catalogue still has (a `-k` run updates its cases instead of replacing the report)."""
+    ran = {r.case_id for r in current}
+    kept = [r for r in previous if r.case_id not in ran and r.case_id in set(case_ids)]
+    return sorted([*kept, *current], key=lambda r: r.case_id)
+
+
+def junit_summary(results, suite_name: str = "imagenet-accuracy") -> str:
+    """One junit XML test case per regression case (fail -> failure, error -> error, skip and xfail -> skipped),
+    with measured, expected, band and n as properties."""
+    import xml.etree.ElementTree as ET
+
+    results = list(results)
+    suite = ET.Element("testsuite", name=suite_name, tests=str(len(results)),
+                       failures=str(sum(r.verdict == "fail" for r in results)),
+                       errors=str(sum(r.verdict == "error" for r in results)),
+                       skipped=str(sum(r.verdict in ("skip", "xfail") for r in results)))
+    for result in results:
+        case = ET.SubElement(suite, "testcase", classname="regression", name=result.case_id)
+        properties = ET.SubElement(case, "properties")
+        for name, value in (("TOP1_measured", result.top1), ("TOP1_expected", result.expected_top1),
+                            ("TOP1_band", result.band_top1), ("TOP5_measured", result.top5),
+                            ("TOP5_expected", result.expected_top5), ("n_images", result.n)):
+            if value is not None:
+                ET.SubElement(properties, "property", name=name, value=str(value))
+        tag = {"fail": "failure", "error": "error", "skip": "skipped", "xfail": "skipped"}.get(result.verdict)
+        if tag:
+            ET.SubElement(case, tag, message=(f"xfail: {result.note}" if result.verdict == "xfail" else result.note))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
 # ---- everything ------------------------------------------------------------------------------------------------------
 
 
-def write_report(results, out_dir: Path, meta: dict | None = None) -> dict[str, Path]:
-    """Write report.md and accuracy.png (atomically) and append history.csv in out_dir; returns their paths."""
+def write_report(results, out_dir: Path, meta: dict | None = None, session_results=None) -> dict[str, Path]:
+    """Write report.md, accuracy.png, trend.png and report.html (atomically) and record the session's rows in
+    history.csv, all in out_dir; returns their paths. meta["session_start"] stamps the history rows of
+    session_results (default: all results), the cases this session ran."""
+    from .history import plot_history, read_history, record_session
+    from .report_html import html_report
+
     out_dir = Path(out_dir)
     meta = dict(meta or {})
     results = list(results)
-    paths = {
-        "report": out_dir / "report.md",
-        "plot": out_dir / "accuracy.png",
-        "history": out_dir / "history.csv",
-    }
+    paths = {name: out_dir / file for name, file in (
+        ("report", "report.md"), ("plot", "accuracy.png"), ("history", "history.csv"), ("trend", "trend.png"),
+        ("html", "report.html"))}
     out_dir.mkdir(parents=True, exist_ok=True)
+    session_start = meta.pop("session_start", None) or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta.setdefault("date", session_start)
     atomic_write_text(paths["report"], markdown_report(results, meta=meta))
     plot_results(results, paths["plot"])
-    append_history(results, paths["history"], meta.get("evaluator_version", __version__))
+    record_session(results if session_results is None else session_results, paths["history"], session_start, meta.get("evaluator_version", __version__))
+    plot_history(read_history(paths["history"]), paths["trend"])
+    plots = {"TOP1 and TOP5 against expected": paths["plot"], "Over the sessions": paths["trend"]}
+    atomic_write_text(paths["html"], html_report(results, meta, plots))
     return paths

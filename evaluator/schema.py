@@ -46,12 +46,12 @@ def key_path(parts) -> str:
 def _lines(error) -> list[str]:
     where = key_path(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        from .models import unknown_key
+
         allowed = sorted(error.schema.get("properties", {}))
         unknown = [k for k in error.instance if k not in allowed]
-        kind = "key" if error.absolute_path else "top-level key"
         if allowed and unknown:
-            return [f"{key_path([*error.absolute_path, key])}: "
-                    + did_you_mean(kind, str(key), allowed).replace("available:", "allowed:") for key in unknown]
+            return [f"{key_path([*error.absolute_path, key])}: " + unknown_key(key, allowed) for key in unknown]
     if error.validator == "enum":
         values = [c for c in error.validator_value if c is not None]
         nullable = " or null" if None in error.validator_value else ""

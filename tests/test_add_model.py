@@ -150,7 +150,7 @@ def test_pytest_k_runs_and_judges_the_added_model(tmp_path, capsys, declared):
     result = _pytest_k("newslim", catalogue, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
-    (row,) = [r for r in json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())
+    (row,) = [r for r in json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())["results"]
               if r["case_id"] == "newslim-uint8-1-crop-litert"]
     assert row["verdict"] == "pass" and row["n"] == 700 and row["expected_top1"] == 0.395
     meta = [json.loads(p.read_text()) for p in (tmp_path / "artifacts" / "predictions").glob("*/meta.json")]

@@ -285,7 +285,7 @@ def test_finalize_writes_meta_last(tmp_path, monkeypatch):
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda src, dst: (replaced.append(Path(dst).name), real_replace(src, dst)))
     store.finalize({"a": 1})
-    assert replaced == ["predictions.csv", "meta.json"]
+    assert replaced == ["predictions.csv", "stamps.npy", "meta.json"]
 
 
 def test_failed_meta_write_leaves_store_incomplete_and_resumable(tmp_path, monkeypatch):

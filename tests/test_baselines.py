@@ -58,6 +58,8 @@ def _copy(tmp_path: Path) -> Path:
     (("recipe: onnx_zoo_mobilenetv2\n    classes: 1000", "recipe: onnx_zoo_mobilenetv2\n    classes: 1001"),
      "recipe onnx_zoo_mobilenetv2 has class offset 0, which does not fit 1001 classes"),
     (("schema: 1", "schema: 1\nextra: true"), "extra: unknown top-level key"),
+    (("classes: 1000\n    large: true", "classes: 1000\n    large: sometimes"),
+     "models.resnet50_pytorch.large: 'sometimes' must be true or false"),
 ])
 def test_malformed_file_names_the_key_path(tmp_path, edit, expected):
     path = _copy(tmp_path)
@@ -105,6 +107,112 @@ def test_update_refuses_to_write_an_invalid_file(tmp_path):
     with pytest.raises(BaselinesError, match="update refused"):
         update_measured(path, [bad])
     assert path.read_text() == before
+
+
+# --- hostile and mistyped catalogues (issue 13): one line each, exit 2, never a traceback ----------------------------
+
+
+def _first_with(entries, key):
+    return next(entry for entry in entries if key in entry)
+
+
+def _bomb_text(levels: int = 10, width: int = 10) -> str:
+    lines = ["bomb:", "  a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    for level in range(1, levels):
+        lines.append(f"  a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+MISTYPED = {
+    "top1 text": lambda d: d["documented"][0].__setitem__("top1", "abc"),
+    "top1 null": lambda d: d["documented"][0].__setitem__("top1", None),
+    "top1 list": lambda d: d["documented"][0].__setitem__("top1", [1, 2]),
+    "tolerance text": lambda d: _first_with(d["documented"], "tolerance").__setitem__("tolerance", "lots"),
+    "classes text": lambda d: d["models"]["resnet50_pytorch"].__setitem__("classes", "many"),
+    "source n text": lambda d: d["sources"]["ailia-sdk-onnx"].__setitem__("n", "many"),
+    "source without runtime": lambda d: d["sources"]["ailia-sdk-onnx"].pop("runtime"),
+    "source without n": lambda d: d["sources"]["ailia-sdk-onnx"].pop("n"),
+    "files list": lambda d: d["models"]["resnet50_pytorch"].__setitem__("files", ["resnet50_pytorch.onnx"]),
+    "policy list": lambda d: d.__setitem__("policy", [1, 2]),
+    "sources list": lambda d: d.__setitem__("sources", ["ailia-sdk-onnx"]),
+    "documented number": lambda d: d.__setitem__("documented", 5),
+    "model list": lambda d: d["documented"][0].__setitem__("model", ["a", "b"]),
+    "precision list": lambda d: d["documented"][0].__setitem__("precision", ["float"]),
+    "integer model key": lambda d: d["models"].__setitem__(5, dict(d["models"]["resnet50_pytorch"])),
+    "prototxt number": lambda d: d["models"]["resnet50_pytorch"]["files"]["float"].__setitem__("prototxt", 5),
+    "NUL in file": lambda d: d["models"]["resnet50_pytorch"]["files"]["float"].__setitem__("file", "a\0b.onnx"),
+    # names that would become paths outside their directory (issue 13, item 11)
+    "prototxt escapes": lambda d: d["models"]["resnet50_pytorch"]["files"]["float"].__setitem__(
+        "prototxt", "../../conftest.py"),
+    "file escapes": lambda d: d["models"]["resnet50_pytorch"]["files"]["float"].__setitem__(
+        "file", "../elsewhere.onnx"),
+    "model key escapes": lambda d: d["models"].__setitem__("../../outside", dict(d["models"]["resnet50_pytorch"])),
+    "precision escapes": lambda d: d["models"]["resnet50_pytorch"]["files"].__setitem__(
+        "../p", dict(d["models"]["resnet50_pytorch"]["files"]["float"])),
+    "record escapes": lambda d: d.__setitem__("measured", [{
+        "model": "resnet50_pytorch", "precision": "float", "tta": "none", "runtime": "onnxruntime",
+        "runtime_version": "x", "top1": 0.5, "top5": 0.7, "n": 10, "fingerprint": "0123456789abcdef",
+        "date": "2026-01-01", "predictions": "baselines/../../outside.csv.gz"}]),
+}
+
+
+def _validate(capsys, path: Path) -> tuple[int, str]:
+    from evaluator.cli import main
+
+    code = main(["validate", "--baselines", str(path), "--imagenet-dir", str(path.parent / "no-imagenet")])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", sorted(MISTYPED))
+def test_a_mistyped_catalogue_gives_one_line_and_exit_2(tmp_path, capsys, case):
+    from evaluator.baselines import _yaml
+
+    path = _copy(tmp_path)
+    yaml = _yaml()
+    data = yaml.load(path.read_text())
+    MISTYPED[case](data)
+    with path.open("w") as file:
+        yaml.dump(data, file)
+
+    code, err = _validate(capsys, path)
+
+    assert code == 2 and err.startswith(f"error: {path}") and err.count("\n") == 1, err
+    assert "Traceback" not in err and len(err) < 600
+
+
+def test_an_alias_bomb_is_refused_quickly_in_one_line(tmp_path, capsys):
+    path = _copy(tmp_path)
+    path.write_text(path.read_text() + _bomb_text())
+    assert path.stat().st_size - DEFAULT_BASELINES.stat().st_size < 2000  # a 1 KB bomb: 10**10 values expanded
+
+    code, err = _validate(capsys, path)
+
+    assert code == 2 and err.count("\n") == 1 and "aliases expand to more than 100,000 values" in err
+    assert "lol" not in err
+
+
+def test_a_long_value_is_shortened_in_messages(tmp_path, capsys):
+    path = _copy(tmp_path)
+    text = path.read_text().replace("top1: 0.6852", "top1: " + "x" * 100_000, 1)
+    path.write_text(text)
+
+    code, err = _validate(capsys, path)
+
+    assert code == 2 and err.count("\n") == 1 and len(err) < 400 and "xxx..." in err
+
+
+def test_an_update_leaves_no_lock_file_beside_the_catalogue(tmp_path):
+    import subprocess
+
+    path = _copy(tmp_path)
+    record = MeasuredRecord("mobilenet_v1_025_128_quant", "uint8", "1-crop", "litert", "ai-edge-litert 2.3.0",
+                            0.41, 0.66, 700, "f00d", "0.1.0")
+    update_measured(path, [record], today="2026-11-28")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baselines.yaml"]
+    if shutil.which("git") is None or not (DEFAULT_BASELINES.parent / ".git").exists():
+        pytest.skip("not a git checkout: cannot ask git whether baselines.yaml.lock is ignored")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "baselines.yaml.lock"], cwd=DEFAULT_BASELINES.parent)
+    assert ignored.returncode == 0  # a lock left by an older version is not committed by accident
 
 
 def test_update_writes_only_changed_entries_and_keeps_dates_of_unchanged_ones(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from imagenet_factory import IMAGE_SUBDIR, image_id, make_imagenet, real_imagene
 
 from evaluator.dataset import (
     N_FULL_VAL,
-    default_imagenet_dir,
     load_dataset,
     read_synset_mapping,
     read_val_solution,
@@ -88,14 +86,6 @@ def test_each_missing_piece_is_named_with_what_goes_there(tmp_path, relative, wh
     assert f"missing: {missing} (" in message
     assert what in message
     assert "imagenet-object-localization-challenge" in message
-
-
-def test_default_dir_comes_from_env_else_cwd(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVALUATOR_IMAGENET_DIR", str(tmp_path / "elsewhere"))
-    assert default_imagenet_dir() == tmp_path / "elsewhere"
-    monkeypatch.delenv("EVALUATOR_IMAGENET_DIR")
-    monkeypatch.chdir(tmp_path)
-    assert default_imagenet_dir() == tmp_path / "data" / "imagenet"
 
 
 def test_load_dataset_without_root_uses_the_env_directory(tmp_path, monkeypatch):
@@ -237,15 +227,12 @@ def test_solution_that_is_not_utf8_csv_is_refused(tmp_path, content, expected):
     assert str(error.value).startswith(f"{path}{expected}")
 
 
-def test_solution_with_50000_rows_parses_well_under_a_second(tmp_path):
+def test_solution_with_50000_rows_parses(tmp_path):  # its speed: bench/dataset.py
     rows = [f"{image_id(i + 1)},{wnid(i % 1000)} 85 1 499 272 {wnid(i % 1000)} 1 2 3 4" for i in range(N_FULL_VAL)]
     path = write_csv(tmp_path / "LOC_val_solution.csv", rows)
-    started = time.perf_counter()
     labels = read_val_solution(path, WNIDS)
-    elapsed_s = time.perf_counter() - started
     assert len(labels) == N_FULL_VAL
     assert labels[image_id(1234)] == 233
-    assert elapsed_s < 0.5
 
 
 # --- partial copies and listing -------------------------------------------------------------------------------------
@@ -442,16 +429,13 @@ def test_select_refuses_unknown_and_empty_ids(tmp_path):
 
 def test_real_slice_is_a_partial_copy_with_csv_labels():
     root = real_imagenet_dir()
-    started = time.perf_counter()
     dataset = load_dataset(root)
-    elapsed_s = time.perf_counter() - started
     assert (len(dataset.image_ids), dataset.n_listed, dataset.n_missing) == (700, N_FULL_VAL, N_FULL_VAL - 700)
     assert dataset.describe() == "700 of 50,000 images present (49,300 missing, 0 unlisted files ignored)"
     assert dataset.image_ids[0] == "ILSVRC2012_val_00000001"
     expected = _labels_read_independently(root, dataset.image_ids[:20])
     assert dataset.labels[:20].tolist() == expected
     assert dataset.wnids[dataset.labels[0]] == "n01751748"  # val image 1 is a sea snake
-    assert elapsed_s < 1.0
 
 
 def _labels_read_independently(root: Path, image_ids) -> list[int]:

@@ -193,8 +193,8 @@ def test_jpeg_size_from_the_frame_header_agrees_with_pillow(tmp_path, options, m
     filled = data[:2] + b"\xff\xff" + data[2:]  # fill bytes before a marker are allowed
 
     with Image.open(tmp_path / "a.JPEG") as reread:
-        assert decode._jpeg_size(tmp_path / "a.JPEG", data) == (53, 37) == reread.size
-    assert decode._jpeg_size(tmp_path / "a.JPEG", filled) == (53, 37)
+        assert decode._jpeg_frame(tmp_path / "a.JPEG", data)[:2] == (53, 37) == reread.size
+    assert decode._jpeg_frame(tmp_path / "a.JPEG", filled)[:2] == (53, 37)
 
 
 # --- damaged files --------------------------------------------------------------------------------------------------
@@ -314,3 +314,41 @@ def test_every_real_image_decodes_to_rgb():
                 assert np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
     assert len(dataset.image_ids) == 700
     assert n_gray > 0
+
+
+# --- damaged data and read errors (issue 13) ------------------------------------------------------------------------
+
+
+def zero_scan_block(data: bytes, n_bytes: int = 4096) -> bytes:
+    """The JPEG with a block of its entropy-coded data zeroed: size and end marker intact, as damaged disks leave it."""
+    scan = data.index(b"\xff\xda")
+    start = scan + (len(data) - scan) // 3
+    return data[:start] + bytes(n_bytes) + data[start + n_bytes:]
+
+
+def test_corrupt_jpeg_data_is_refused_with_the_decoders_message(tmp_path):
+    dataset = load_dataset(real_imagenet_dir())
+    original = dataset.image_path(dataset.image_ids[0]).read_bytes()
+    path = tmp_path / "damaged.JPEG"
+    path.write_bytes(zero_scan_block(original))
+    assert path.stat().st_size == len(original)
+    with pytest.raises(ImageDecodeError) as error:
+        decode_image(path)
+    assert str(error.value).startswith(f"{path}: damaged JPEG data (libjpeg: Corrupt JPEG data")
+    assert not error.value.transient
+
+
+def test_real_images_decode_bit_identically_to_opencv():
+    dataset = load_dataset(real_imagenet_dir())
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    for image_id in dataset.image_ids:
+        path = dataset.image_path(image_id)
+        opencv = cv2.imdecode(np.fromfile(path, np.uint8), flags)
+        np.testing.assert_array_equal(decode_image(path, channels="BGR"), opencv, err_msg=str(path))
+    assert len(dataset.image_ids) == 700
+
+
+def test_unreadable_file_is_a_transient_error(tmp_path):
+    with pytest.raises(ImageDecodeError) as error:
+        decode_image(tmp_path / "gone.JPEG")
+    assert error.value.transient

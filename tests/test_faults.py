@@ -400,7 +400,7 @@ def test_pytest_with_a_malformed_baselines_file_stops_with_a_usage_error(pyteste
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     stderr = result.stderr.str()
-    assert f"ERROR: {broken}: 1 problem(s):\n  documented[0].top1: 50 must be an accuracy fraction in [0, 1]" in stderr
+    assert f"ERROR: {broken}: documented[0].top1: 50 must be an accuracy fraction in [0, 1]\n" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "artifacts").exists()
 
 
@@ -564,3 +564,106 @@ def test_no_pickle_anywhere_on_stored_data():
         assert "allow_pickle=True" not in text, path
         assert not re.search(r"^\s*(import|from)\s+(c?pickle|dill|joblib|shelve)\b", text, re.M), path
         assert not re.search(r"\b(read_pickle|pickle\.loads?)\b", text), path
+
+
+# --- issue 13: a full disk during --recompute, failed images named, one-line errors ---------------------------------
+
+
+def test_recompute_on_a_full_disk_keeps_the_finished_artifact(tmp_path, monkeypatch):
+    import evaluator.artifacts as artifacts
+
+    root, _ = imagenet(tmp_path)
+    dataset, model = load_dataset(root), fake_model(tmp_path / "tiny.fake.json")
+    spec = RunSpec(model, get_recipe(FAKE_RECIPE), "1-crop", "fake", workers=1)
+    first = predict(dataset, spec, tmp_path / "artifacts")
+    csv_before = (first.artifact_dir / "predictions.csv").read_bytes()
+    real_write = artifacts.atomic_write_bytes
+
+    def disk_full(path, data):
+        if Path(path).name == "predictions.csv":
+            raise ArtifactError(f"cannot write {path}: No space left on device")
+        real_write(path, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(artifacts, "atomic_write_bytes", disk_full)
+        with pytest.raises(ArtifactError, match="No space left on device"):
+            predict(dataset, spec, tmp_path / "artifacts", recompute=True)
+    old = PredictionStore(first.artifact_dir)
+    assert old.is_complete() and (first.artifact_dir / "predictions.csv").read_bytes() == csv_before
+
+    again = predict(dataset, spec, tmp_path / "artifacts", recompute=True)  # resumes the recomputation
+    assert again.artifact_dir == first.artifact_dir
+    assert (again.artifact_dir / "predictions.csv").read_bytes() == csv_before
+    assert sorted(p.name for p in (tmp_path / "artifacts" / "predictions").iterdir()) == \
+        sorted([first.artifact_dir.name, first.artifact_dir.name + ".lock"])
+
+
+def test_predict_names_the_first_ten_failed_images_and_where_the_rest_are(tmp_path, capsys):
+    root, image_dir = imagenet(tmp_path, n_images=14)
+    for number in range(1, 13):
+        image_file(image_dir, number).write_bytes(b"not an image at all")
+    model = fake_model(tmp_path / "tiny.fake.json")
+
+    code, out, _ = cli(capsys, predict_args(root, model, tmp_path / "artifacts"))
+
+    listed = [line for line in out.splitlines() if line.startswith("  ILSVRC2012_val_")]
+    assert code == 0 and "failed images (12; the first 10):" in out and len(listed) == 10
+    assert listed[0] == (f"  {image_id(1)}: {image_file(image_dir, 1)}: "
+                         "not a JPEG, PNG or BMP image (starts with b'not an i')")
+    assert re.search(r"every failed image and its reason: the error column of .*predictions\.csv", out)
+    code, out, _ = cli(capsys, ["accuracy", *predict_args(root, model, tmp_path / "artifacts")[1:]])
+    assert code == 0 and "failed images (12; the first 10):" in out
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"a": 1}', '[{"case_id": "x"}]', "[1, 2]"])
+def test_report_with_a_malformed_results_file_is_one_line(tmp_path, capsys, content):
+    results = tmp_path / "results.json"
+    results.write_text(content)
+
+    code, _, err = cli(capsys, ["report", "--results", str(results), "--out", str(tmp_path / "out")])
+
+    assert code == 2 and err.startswith(f"error: {results}") and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["diff", "a", "b", "--classes", "-3"], ["diff", "a", "b", "--classes", "many"]])
+def test_bad_option_values_are_one_line_usage_errors(capsys, args):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "--classes" in err
+
+
+def test_an_overlong_path_component_is_one_line(tmp_path, capsys):
+    root = tmp_path / ("x" * 5000)
+
+    code, _, err = cli(capsys, ["validate", "--imagenet-dir", str(root)])
+
+    assert code == 2 and err.count("\n") == 1 and len(err) < 400 and "File name too long" in err
+
+
+def test_verify_data_on_the_command_line_catches_a_change_that_kept_size_and_mtime(tmp_path, capsys):
+    root, image_dir = imagenet(tmp_path, n_images=5)
+    model = fake_model(tmp_path / "tiny.fake.json")
+    assert cli(capsys, predict_args(root, model, tmp_path / "artifacts"))[0] == 0
+    changed = image_file(image_dir, 3)
+    stat = changed.stat()
+    changed.write_bytes(bytes(stat.st_size))
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    trusted = cli(capsys, predict_args(root, model, tmp_path / "artifacts"))[1]
+    code, verified, _ = cli(capsys, predict_args(root, model, tmp_path / "artifacts", "--verify-data"))
+
+    assert "failed images" not in trusted and code == 0
+    assert f"  {image_id(3)}: {changed}: not a JPEG, PNG or BMP image" in verified
+
+
+def test_accuracy_refuses_stored_predictions_of_changed_images(tmp_path, capsys):
+    root, image_dir = imagenet(tmp_path, n_images=5)
+    model = fake_model(tmp_path / "tiny.fake.json")
+    assert cli(capsys, predict_args(root, model, tmp_path / "artifacts"))[0] == 0
+    write_image(image_file(image_dir, 2), seed=99)
+
+    code, _, err = cli(capsys, ["accuracy", *predict_args(root, model, tmp_path / "artifacts")[1:]])
+
+    assert code == 2 and err.count("\n") == 1
+    assert f"1 image(s) changed since" in err and image_id(2) in err and "python -m evaluator predict" in err

@@ -166,7 +166,7 @@ def test_http_error_names_url_and_status(server, tmp_path):
     url = f"{server.base_url}/absent.onnx"
     with pytest.raises(FetchError, match=f"download of {re.escape(url)} failed: HTTP 404"):
         fetch_model(url, tmp_path / "absent.onnx", CONTENT_SHA256, lock_file=tmp_path / "lock.json")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["absent.onnx.lock"]  # only the cross-process lock
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fetch.lock"]  # only the cross-process lock, hidden
 
 
 def test_unknown_hash_is_recorded_then_enforced(server, tmp_path):
@@ -212,3 +212,25 @@ def test_redirect_to_plain_http_is_refused(server, no_remote_network, tmp_path):
         fetch_model(f"{server.base_url}/redirect-to-http", tmp_path / "model.onnx", CONTENT_SHA256,
                     lock_file=tmp_path / "lock.json")
     assert server.requests == [("/redirect-to-http", None)]
+
+
+def test_fetch_command_names_every_failed_download_and_leaves_no_file(monkeypatch, tmp_path, capsys):
+    from evaluator import cli, fetch, progress
+
+    def fake_fetch(url, dest, sha256, *, lock_file, progress=None, **kwargs):
+        if url.endswith(".prototxt"):
+            raise FetchError(f"cannot download {url}: [Errno -2] Name or service not known")
+        for received in (1000, 2000):
+            progress(received, 2000)
+        return dest
+
+    monkeypatch.setattr(fetch, "fetch_model", fake_fetch)
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)  # a line per chunk, as a long download gets every 30 s
+    code = cli.main(["fetch", "-m", "resnet50_chainer", "--models-dir", str(tmp_path / "models")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "1 of 2 downloads failed; the 1 that succeeded are in" in err
+    assert "resnet50_chainer float resnet50.opt.onnx.prototxt: cannot download https://" in err
+    assert "resnet50_chainer float resnet50.opt.onnx:  50%" in err  # progress of the good download: bytes, rate
+    assert "resnet50_chainer float resnet50.opt.onnx: 100% 2.00k/2.00k" in err
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())

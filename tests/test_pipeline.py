@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,9 +43,9 @@ def decodes(monkeypatch):
     seen = []
     real_decode = pipeline._decode
 
-    def counting_decode(path, spec, **options):
-        seen.append(path)
-        return real_decode(path, spec, **options)
+    def counting_decode(path, *args, **options):
+        seen.append(str(path))
+        return real_decode(path, *args, **options)
 
     monkeypatch.setattr(pipeline, "_decode", counting_decode)
     return seen
@@ -83,7 +84,7 @@ def test_decode_cache_serves_a_second_model_with_the_same_geometry_bit_identical
     files = sorted(p.name for p in (artifacts / "decode-cache").rglob("*") if p.is_file())
     entries = [name for name in files if name != USED_MARKER]
     assert len(files) == len(entries) + 1  # and the geometry's usage marker
-    assert len(entries) == 8 and all(name.endswith(".npy") for name in entries)  # 8 chunks, no temp files
+    assert len(entries) == 16 and all(name.endswith(".npy") for name in entries)  # 8 chunks with stamps, no temp files
 
     other_model = replace(MODEL, mean_offset=490.0).save(tmp_path / "other.fake.json")
     second = predict(dataset, replace(spec, model_path=other_model), artifacts)
@@ -106,7 +107,7 @@ def test_a_recipe_that_normalises_before_resizing_is_never_served_from_the_cache
 def test_damaged_cache_entries_are_recomputed(dataset, spec, tmp_path, decodes):
     artifacts = tmp_path / "artifacts"
     reference = predict(dataset, spec, artifacts).predictions
-    images = sorted((artifacts / "decode-cache").rglob("*.npy"))
+    images = sorted(p for p in (artifacts / "decode-cache").rglob("*.npy") if not p.name.endswith(".stamps.npy"))
     images[0].write_bytes(images[0].read_bytes()[:100])  # truncated
     images[1].write_bytes(b"not an array")
 
@@ -264,3 +265,175 @@ def test_runtimes_of_a_failed_run_are_closed_not_kept(dataset, tmp_path, opened_
         with pytest.raises(RuntimeError, match="planned failure"):
             predict(dataset, spec, tmp_path / "artifacts")
         assert len(opened) == attempt + 1 and closed == opened  # the rerun starts from a fresh runtime
+
+
+# --- changed, damaged and unreadable images (issue 13) -------------------------------------------------------------
+
+
+def image_files(root: Path) -> list[Path]:
+    return sorted((root / "ILSVRC" / "Data" / "CLS-LOC" / "val").iterdir())
+
+
+@pytest.fixture
+def small_root(tmp_path):
+    root = tmp_path / "imagenet"
+    make_imagenet(root, n_images=12)
+    return root
+
+
+def zero_fill(path: Path, start: int, n_bytes: int) -> None:
+    """Overwrite bytes in place: the size stays, the content and mtime change."""
+    data = bytearray(path.read_bytes())
+    data[start:start + n_bytes] = bytes(min(n_bytes, len(data) - start))
+    path.write_bytes(bytes(data))
+
+
+def test_a_changed_image_invalidates_only_its_own_prediction_and_cache_entry(small_root, spec, tmp_path, decodes):
+    artifacts = tmp_path / "artifacts"
+    before = predict(load_dataset(small_root), spec, artifacts).predictions
+    changed = image_files(small_root)[5]
+    zero_fill(changed, 0, changed.stat().st_size)  # same size, as in the issue's reproduction
+    decodes.clear()
+
+    dataset = load_dataset(small_root)
+    after = predict(dataset, spec, artifacts)
+    recomputed = predict(dataset, spec, artifacts, recompute=True).predictions
+    fresh = predict(dataset, spec, tmp_path / "fresh").predictions
+
+    assert after.computed == 1 and decodes[0] == str(changed)  # one image predicted, one decoded
+    assert after.predictions.errors[5].startswith(f"{changed}: not a JPEG")
+    assert same_predictions(after.predictions, fresh) and same_predictions(recomputed, fresh)
+    others = np.arange(12) != 5
+    assert np.array_equal(after.predictions.top5_ids[others], before.top5_ids[others])
+    assert len(decodes) == 1 + 12  # --recompute decoded nothing (the entry was rewritten), the fresh run all 12
+
+
+def test_verify_data_catches_a_changed_copy_that_kept_size_and_mtime(small_root, spec, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    predict(load_dataset(small_root), spec, artifacts)
+    changed = image_files(small_root)[2]
+    stat = changed.stat()
+    zero_fill(changed, 0, stat.st_size)
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    dataset = load_dataset(small_root)
+
+    trusted = predict(dataset, spec, artifacts).predictions
+    verified = predict(dataset, replace(spec, verify_data=True), artifacts)
+
+    assert trusted.errors[2] == ""  # size and mtime alone cannot see this change
+    assert verified.computed == 1 and verified.predictions.errors[2].startswith(f"{changed}: not a JPEG")
+    assert same_predictions(verified.predictions, predict(dataset, spec, tmp_path / "fresh").predictions)
+
+
+@pytest.mark.parametrize("decode_cache", [True, False])
+def test_a_transient_read_error_is_not_cached(small_root, spec, tmp_path, monkeypatch, decode_cache):
+    spec = replace(spec, decode_cache=decode_cache)
+    locked = image_files(small_root)[3]
+    real_read_bytes = Path.read_bytes
+
+    def denied(path):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_bytes(path)
+
+    dataset = load_dataset(small_root)
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "read_bytes", denied)
+        first = predict(dataset, spec, tmp_path / "artifacts").predictions
+    again = predict(dataset, spec, tmp_path / "artifacts")
+
+    assert first.errors[3] == f"{locked}: cannot read the file (Permission denied)"
+    assert again.computed == 1 and again.predictions.errors[3] == ""
+    assert same_predictions(again.predictions, predict(dataset, spec, tmp_path / "fresh").predictions)
+
+
+def test_links_leaving_the_dataset_are_refused_unread(small_root, spec, tmp_path, decodes):
+    outside_jpeg, outside_text = tmp_path / "outside.JPEG", tmp_path / "secret.txt"
+    outside_jpeg.write_bytes(image_files(small_root)[0].read_bytes())
+    outside_text.write_text("SECRET first line\n")
+    files = image_files(small_root)
+    for link, target in ((files[1], outside_jpeg), (files[2], outside_text)):
+        link.unlink()
+        link.symlink_to(target)
+    files[3].unlink()
+    files[3].symlink_to(files[4])  # a link inside the dataset is an ordinary image
+
+    run = predict(load_dataset(small_root), spec, tmp_path / "artifacts").predictions
+
+    for row, target in ((1, outside_jpeg), (2, outside_text)):
+        assert run.errors[row] == (f"{files[row]}: symbolic link to {target}, outside the dataset directory "
+                                   f"{small_root}; refused unread")
+    assert "SECRET" not in "".join(run.errors)
+    assert str(files[1]) not in decodes and str(files[2]) not in decodes and run.errors[3] == ""
+
+
+def test_corrupt_jpeg_data_is_a_failed_image_with_the_decoders_message(tmp_path, spec):
+    from test_decode import zero_scan_block
+    from imagenet_factory import real_imagenet_dir
+
+    root = tmp_path / "imagenet"
+    make_imagenet(root, n_images=4)
+    real = load_dataset(real_imagenet_dir())
+    damaged = image_files(root)[1]
+    damaged.write_bytes(zero_scan_block(real.image_path(real.image_ids[0]).read_bytes()))
+
+    run = predict(load_dataset(root), spec, tmp_path / "artifacts").predictions
+
+    assert run.errors[1].startswith(f"{damaged}: damaged JPEG data (libjpeg: Corrupt JPEG data")
+    assert (run.errors != "").sum() == 1
+
+
+@pytest.mark.parametrize("width, height", [(1, 40000), (40000, 1), (1, 3000)])
+@pytest.mark.parametrize("decode_cache", [True, False])
+def test_an_extreme_aspect_ratio_is_a_failed_image_not_a_crash(tmp_path, spec, width, height, decode_cache):
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    make_imagenet(root, n_images=4)
+    extreme = image_files(root)[2]
+    Image.new("RGB", (width, height), (200, 30, 30)).save(extreme, "PNG")  # a PNG named .JPEG: tiny on disk
+
+    model = replace(MODEL, input_shape=(None, 224, 224, 3)).save(tmp_path / "model224.fake.json")
+    spec = replace(spec, model_path=model, decode_cache=decode_cache)
+
+    run = predict(load_dataset(root), spec, tmp_path / "artifacts").predictions
+
+    assert run.errors[2].startswith(f"{extreme}: a {width}x{height} image would be resized to ")
+    assert "extreme aspect ratio" in run.errors[2] and (run.errors != "").sum() == 1
+
+
+def test_a_symbolic_output_shape_learns_the_class_count_from_one_batch(tmp_path, small_root):
+    import onnx
+    from test_runtimes import make_onnx
+
+    from onnx import helper
+
+    model_path = tmp_path / "symbolic.onnx"
+    make_onnx(model_path)
+    model = onnx.load(str(model_path))
+    # Y = Reshape(Y0, Shape(Y0)): the class count cannot be inferred from the graph, so ['N', 'K'] stays symbolic
+    model.graph.node[-1].output[0] = "Y0"
+    model.graph.node.extend([helper.make_node("Shape", ["Y0"], ["S"]), helper.make_node("Reshape", ["Y0", "S"], ["Y"])])
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "K"
+    onnx.save(model, str(model_path))
+    spec = RunSpec(model_path, get_recipe("resnet50_pytorch"), "none", "onnxruntime", decode_cache=False)
+
+    info = pipeline.inspect_model(spec)
+    run = predict(load_dataset(small_root), spec, tmp_path / "artifacts").predictions
+
+    assert info.n_outputs == 1000 and (run.errors == "").all() and (run.top5_ids >= 0).all()
+
+
+def test_the_pytest_plugin_offers_verify_data(pytestconfig):
+    assert pytestconfig.getoption("verify_data") is False  # registered by evaluator/plugin.py; off unless asked
+
+
+def test_a_new_mtime_with_the_same_content_is_not_a_change(small_root, spec, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    first = predict(load_dataset(small_root), spec, artifacts)
+    touched = image_files(small_root)[4]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # a copy, a touch
+
+    again = predict(load_dataset(small_root), spec, artifacts)
+
+    assert again.computed == 0 and same_predictions(again.predictions, first.predictions)

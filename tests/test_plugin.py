@@ -226,7 +226,7 @@ def test_without_strict_data_missing_files_are_grouped_skips_and_every_case_is_r
     assert len(skips) == 2, result.stdout
     assert any(line.startswith("SKIPPED [2]") and "runtime ailia unavailable" in line for line in skips), skips
     assert any(line.startswith("SKIPPED [1]") and "model file not in" in line for line in skips), skips
-    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())
+    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())["results"]
     assert sorted((r["case_id"], r["verdict"]) for r in results) == [
         ("absent-float-1-crop-ailia", "skip"), ("absent-float-1-crop-onnxruntime", "skip"),
         ("tiny-float-1-crop-ailia", "skip"), (CASE, "fail")]
@@ -242,13 +242,13 @@ def test_strict_data_fails_missing_models_and_a_session_where_nothing_ran(world)
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
     assert "2 failed" in result.stdout and "--strict-data: model file" in result.stdout
     assert "no regression case ran" in result.stdout
-    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())
+    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())["results"]
     assert {r["verdict"] for r in results} == {"fail"}
 
     relaxed = _pytest(REGRESSION_FILE, "-m", "regression", "-k", "absent", *options)
     assert relaxed.returncode == pytest.ExitCode.OK and "2 skipped" in relaxed.stdout
     # A session in which every case skipped still replaces the report: no stale report.md from another night.
-    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())
+    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())["results"]
     assert {r["verdict"] for r in results} == {"skip"} and len(results) == 2
 
 
@@ -265,7 +265,7 @@ def test_a_case_that_raises_is_an_error_row_in_the_report(world):
     (tmp_path / "models" / "tiny.onnx").write_bytes(b"not an onnx model")
     result = _pytest(REGRESSION_FILE, "-k", CASE, *options)
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
-    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())
+    results = json.loads((tmp_path / "artifacts" / "report" / "results.json").read_text())["results"]
     (row,) = [r for r in results if r["case_id"] == CASE]
     assert row["verdict"] == "error" and row["note"]
     assert CASE in (tmp_path / "artifacts" / "report" / "history.csv").read_text()

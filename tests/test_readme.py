@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.cli import EPILOG_ACCURACY, EPILOG_ADD_MODEL, EPILOG_PREDICT, build_parser
+from evaluator.cli import EPILOG_ACCURACY, EPILOG_ADD_MODEL, EPILOG_MERGE, EPILOG_PREDICT, build_parser
 from evaluator.locations import fixtures_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +28,11 @@ def test_ci_runs_the_readme_test_command():
 
 def test_cli_epilog_examples_parse():
     parser = build_parser()
-    for epilog in (EPILOG_PREDICT, EPILOG_ACCURACY, EPILOG_ADD_MODEL):
+    for epilog in (EPILOG_PREDICT, EPILOG_ACCURACY, EPILOG_MERGE, EPILOG_ADD_MODEL):
         for example in epilog.replace("\\\n", " ").splitlines():
             if example.strip().startswith("python -m evaluator"):
                 args = parser.parse_args(shlex.split(example)[3:])
-                assert args.command in ("predict", "accuracy", "add-model")
+                assert args.command in ("predict", "accuracy", "merge", "add-model")
 
 
 def _walkthrough() -> list[list[str]]:

@@ -86,7 +86,7 @@ def test_every_override_changes_the_recipe_and_the_artifact_key():
     assert set(OVERRIDE_VALUES) == set(OVERRIDE_OPTIONS)
     base = get_recipe("resnet50_pytorch")
     info, dataset = SimpleNamespace(sha256="0" * 64, runtime_version="x", input_size=224), SimpleNamespace(
-        fingerprint="f")
+        fingerprint="f", ids_key="k")
 
     def key(recipe):
         return artifact_key(RunSpec(Path("m.onnx"), recipe, "1-crop", "onnxruntime"), info, dataset)

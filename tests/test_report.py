@@ -1,12 +1,17 @@
 """Tests for evaluator/report.py: markdown layout, PNG plot, history CSV."""
 
-import csv
+import dataclasses
+import json
+import struct
 import sys
 
 import pytest
 
 from evaluator.errors import ArtifactError
-from evaluator.report import HISTORY_COLUMNS, CaseResult, append_history, markdown_report, plot_results, write_report
+from evaluator.history import history_row, plot_history, read_history, record_session
+from evaluator.report import (
+    CaseResult, markdown_report, merge_results, plot_results, read_results, write_report, write_results,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,7 +66,8 @@ def test_markdown_groups_in_readme_order_with_the_columns(results):
 def test_markdown_lists_skipped_cases_only_at_the_end(results):
     text = markdown_report(results)
     skipped_section = text.split("## Skipped")[1]
-    assert "- `resnet50_chainer-float-1-crop-ailia`: ailia licence not found: ~/.shalo/AILIA.lic" in skipped_section
+    assert "- 1 × ailia licence not found: … (resnet50_chainer-float-1-crop-ailia)" in skipped_section
+    assert "  - `resnet50_chainer-float-1-crop-ailia`: ailia licence not found: ~/.shalo/AILIA.lic" in skipped_section
     assert "resnet50_chainer" not in text.split("## Skipped")[0].split("- verdicts")[1]
     assert "- verdicts: 4 pass, 1 fail, 1 skip" in text
 
@@ -98,8 +104,6 @@ def test_plot_writes_a_png_without_leaving_pyplot_figures(results, tmp_path):
 
 
 def test_plot_height_grows_with_the_number_of_cases(tmp_path):
-    import struct
-
     def png_height(path):
         return struct.unpack(">I", path.read_bytes()[20:24])[0]
 
@@ -110,44 +114,107 @@ def test_plot_height_grows_with_the_number_of_cases(tmp_path):
     assert empty.read_bytes().startswith(PNG_SIGNATURE)
 
 
-def read_history(path):
-    with open(path, newline="", encoding="utf-8") as stream:
-        return list(csv.reader(stream))
+def test_skips_are_one_line_per_reason_with_a_count(results):
+    more = [case(f"m{i}/float/none/litert", "tflite", verdict="skip", top1=None, top5=None, n=0,
+                 note=f"model file /data/models/m{i}.tflite not found; download it from https://x/m{i}.tflite")
+            for i in range(3)]
+    text = markdown_report(results + more)
+    skipped = [line for line in text.split("## Skipped", 1)[1].strip().splitlines() if line.startswith("- ")]
+    assert skipped == ["- 3 × model file … not found (m0-float-none-litert, m1-float-none-litert, m2-float-none-litert)",
+                       "- 1 × ailia licence not found: … (resnet50_chainer-float-1-crop-ailia)"]
 
 
-def test_history_appends_a_row_per_case_with_one_header(results, tmp_path):
+def test_write_report_writes_every_file_and_one_history_row_per_case_per_session(results, tmp_path):
+    out_dir = tmp_path / "report"
+    meta = {"dataset": "fixtures", "evaluator_version": "9.9", "session_start": "2025-01-02T00:00:00+00:00"}
+    paths = write_report(results, out_dir, meta)
+    assert set(paths) == {"report", "plot", "history", "trend", "html"}
+    assert "- evaluator version: 9.9" in paths["report"].read_text(encoding="utf-8")
+    assert all(paths[k].read_bytes().startswith(PNG_SIGNATURE) for k in ("plot", "trend"))
+    write_report(results, out_dir, meta)  # the same session reported again: rows replaced, not added
+    rows = read_history(paths["history"])
+    assert len(rows) == len(results)  # every case, the skipped one too, without numbers
+    assert [(r["top1"], r["n"]) for r in rows if r["verdict"] == "skip"] == [("", "0")]
+    write_report(results[:2], out_dir, {**meta, "session_start": "2025-01-03T00:00:00+00:00"})
+    rows = read_history(paths["history"])
+    assert len(rows) == len(results) + 2
+    assert [r["session_start"][:10] for r in rows[-2:]] == ["2025-01-03"] * 2
+    assert rows[0]["evaluator_version"] == "9.9" and rows[0]["expected_top1"] == "0.705200"
+    assert rows[0]["band_top1"] == "0.041200" and rows[0]["session_start"] == "2025-01-02T00:00:00+00:00"
+
+
+def test_history_of_the_first_format_is_carried_over(results, tmp_path):
     path = tmp_path / "history.csv"
-    assert append_history(results, path, "1.0") == 6  # the skipped case too, without numbers
-    assert append_history(results[:2], path, "1.1") == 2
+    path.write_text("date,case_id,runtime,runtime_version,evaluator_version,dataset_fingerprint,n,top1,top5,verdict\n"
+                    "2024-05-01T00:00:00+00:00,old-case,litert,2.0,0.1.0,ab,700,0.500000,0.700000,pass\n")
+    record_session(results, path, "2025-01-02T00:00:00+00:00", "1.0")
     rows = read_history(path)
-    assert rows[0] == list(HISTORY_COLUMNS)
-    assert len(rows) == 1 + 6 + 2
-    skipped = [dict(zip(rows[0], row)) for row in rows[1:7] if row[-1] == "skip"]
-    assert len(skipped) == 1 and skipped[0]["top1"] == "" and skipped[0]["n"] == "0"
-    first = dict(zip(rows[0], rows[1]))
-    assert first == {
-        "date": "2025-01-02T03:04:05+00:00", "case_id": "mobilenetv1_keras-float-1-crop-litert", "runtime": "litert",
-        "runtime_version": "litert 1.2.3", "evaluator_version": "1.0", "dataset_fingerprint": "ab12cd34",
-        "n": "700", "top1": "0.700000", "top5": "0.900000", "verdict": "pass",
-    }
-    assert rows[-1][4] == "1.1"
+    assert rows[0]["session_start"] == "2024-05-01T00:00:00+00:00" and rows[0]["top1"] == "0.500000"
+    assert len(rows) == 1 + len(results)
 
 
 def test_history_refuses_a_file_with_other_columns(results, tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("when,what\n2024,x\n", encoding="utf-8")
-    with pytest.raises(ArtifactError, match="history.csv: line 1 has columns"):
-        append_history(results, path, "1.0")
+    with pytest.raises(ArtifactError, match="history.csv: line 1 has unknown columns"):
+        record_session(results, path, "2025", "1.0")
     assert path.read_text(encoding="utf-8") == "when,what\n2024,x\n"
 
 
-def test_write_report_writes_all_three_files(results, tmp_path):
-    out_dir = tmp_path / "report"
-    paths = write_report(results, out_dir, {"dataset": "fixtures", "evaluator_version": "9.9"})
-    assert set(paths) == {"report", "plot", "history"}
-    assert "- evaluator version: 9.9" in paths["report"].read_text(encoding="utf-8")
-    assert paths["plot"].read_bytes().startswith(PNG_SIGNATURE)
-    write_report(results, out_dir, {"evaluator_version": "9.9"})
-    history = read_history(paths["history"])
-    assert len(history) == 1 + 2 * 6 and history[1][4] == "9.9"  # every case, the skipped one too
-    assert sorted(p.name for p in out_dir.iterdir()) == ["accuracy.png", "history.csv", "history.csv.lock", "report.md"]
+def test_html_report_is_self_contained_with_every_case_and_the_plots(results, tmp_path):
+    paths = write_report(results, tmp_path, {"dataset": "fixtures <700>"})
+    page = paths["html"].read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 2
+    assert "http://" not in page and "https://" not in page and "src=\"/" not in page
+    assert "fixtures &lt;700&gt;" in page  # escaped
+    for result in results:
+        if result.verdict != "skip":
+            assert f"<td>{result.model}</td>" in page
+    assert "1 × ailia licence not found" in page and "1 fail" in page and "4 pass" in page
+
+
+def test_trend_plot_has_a_panel_per_measured_case(results, tmp_path):
+    def png_height(path):
+        return struct.unpack(">I", path.read_bytes()[20:24])[0]
+
+    rows = [history_row(r, f"2025-01-0{day}T00:00:00+00:00", "1.0") for day in (1, 2, 3) for r in results]
+    one = plot_history(rows[:1], tmp_path / "one.png")
+    all_ = plot_history(rows, tmp_path / "all.png")
+    empty = plot_history([], tmp_path / "empty.png")
+    assert png_height(all_) > 2 * png_height(one)
+    assert empty.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_subset_run_updates_its_cases_and_keeps_the_others(results):
+    catalogue = [r.case_id for r in results]
+    rerun = [dataclasses.replace(results[0], top1=0.71)]
+    merged = merge_results(results, rerun, catalogue)
+    assert [r.case_id for r in merged] == sorted(catalogue)
+    assert next(r for r in merged if r.case_id == results[0].case_id).top1 == 0.71
+    # a case the catalogue no longer has leaves the report
+    assert len(merge_results(results, rerun, catalogue[:3])) == 3
+
+
+def test_report_command_reproduces_what_pytest_wrote(results, tmp_path, capsys):
+    from evaluator.cli import main
+
+    meta = {"dataset": "/data/imagenet", "baselines": "baselines.yaml", "session_start": "2025-01-02T00:00:00+00:00"}
+    write_results(tmp_path / "results.json", results, meta)
+    written = write_report(results, tmp_path, dict(meta))
+    before = {name: path.read_bytes() for name, path in written.items() if name in ("report", "history", "html")}
+    for name in ("report", "html"):
+        written[name].unlink()
+    assert main(["report", "--results", str(tmp_path / "results.json")]) == 0
+    assert {name: written[name].read_bytes() for name in before} == before
+    assert "- dataset: /data/imagenet" in written["report"].read_text(encoding="utf-8")
+    assert main(["report", "--history", "--results", str(tmp_path / "results.json")]) == 0
+    assert f"trend: {tmp_path / 'trend.png'}" in capsys.readouterr().out
+
+
+def test_results_file_of_the_first_format_still_reads(results, tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([dataclasses.asdict(r) for r in results]))
+    assert read_results(path) == (results, {})
+    path.write_text('{"results": [{"case_id": 1}]}')
+    with pytest.raises(ArtifactError, match="results.json: not a results file"):
+        read_results(path)

@@ -1,0 +1,53 @@
+"""sha256 of model files, computed once per file version (path, size, mtime_ns): remembered in this process and in
+<artifacts>/model-sha256.json, so a warm run checks a pinned hash without reading the model again."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .artifacts import file_lock, read_json, write_json_atomic
+from .errors import ArtifactError
+
+CACHE_FILE = "model-sha256.json"
+_MAX_REMEMBERED = 1000
+_memo: dict[str, str] = {}
+
+
+def file_sha256(path: str | Path, cache_dir: str | Path | None = None) -> str:
+    """sha256 of a file; cache_dir (the artifacts directory) keeps it across processes."""
+    path = Path(path)
+    stat = path.stat()
+    version = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if version in _memo:
+        return _memo[version]
+    cache_file = Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
+    sha256 = _remembered(cache_file).get(version) if cache_file is not None else None
+    if not (isinstance(sha256, str) and len(sha256) == 64):
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        sha256 = digest.hexdigest()
+        if cache_file is not None:
+            _remember(cache_file, version, sha256)
+    _memo[version] = sha256
+    return sha256
+
+
+def _remembered(cache_file: Path) -> dict:
+    try:
+        remembered = read_json(cache_file) if cache_file.is_file() else {}
+    except ArtifactError:
+        return {}  # a damaged cache only costs a rehash
+    return remembered if isinstance(remembered, dict) else {}
+
+
+def _remember(cache_file: Path, version: str, sha256: str) -> None:
+    try:
+        with file_lock(cache_file):
+            remembered = _remembered(cache_file)
+            remembered[version] = sha256
+            write_json_atomic(cache_file, dict(list(remembered.items())[-_MAX_REMEMBERED:]))
+    except ArtifactError:
+        pass  # an unwritable artifacts directory is reported by the run itself; the hash is still right
