@@ -144,8 +144,9 @@ def build_recipe(name: str, table: dict[str, dict], known: dict[str, Recipe], wh
     return make_recipe(name, fields, where=f"{where}.{name}")
 
 
-def make_recipe(name: str, fields: dict, where: str) -> Recipe:
-    """A Recipe from a mapping of fields; RecipeError naming `where` when a field is missing or out of range."""
+def make_recipe(name: str, fields: dict, where: str, key_paths: bool = True) -> Recipe:
+    """A Recipe from a mapping of fields; RecipeError naming `where` (plus the field, as a key path, with
+    key_paths) when a field is missing or out of range."""
     from .preprocess import Recipe
 
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k != "name"}
@@ -158,7 +159,8 @@ def make_recipe(name: str, fields: dict, where: str) -> Recipe:
         # "recipe 'x': mean must be ..." -> "recipes.x.mean: mean must be ...": the key path of the field
         problem = str(exc).split(": ", 1)[-1] if isinstance(exc, RecipeError) else str(exc)
         field = problem.split()[0] if problem else ""
-        raise RecipeError(f"{where}.{field}: {problem}" if field in fields else f"{where}: {problem}") from None
+        in_field = key_paths and field in fields
+        raise RecipeError(f"{where}.{field}: {problem}" if in_field else f"{where}: {problem}") from None
 
 
 def apply_overrides(recipe: Recipe, overrides: dict) -> Recipe:
@@ -181,7 +183,7 @@ def apply_overrides(recipe: Recipe, overrides: dict) -> Recipe:
     name = recipe.name + "".join(f"+{field}" for field in changes)
     summary = f"{recipe.summary}, overridden: " + ", ".join(f"{k}={v}" for k, v in changes.items())
     return make_recipe(name, {**dataclasses.asdict(recipe), "summary": summary, **changes},
-                       where=f"recipe {recipe.name} with overrides")
+                       where=f"recipe {recipe.name} with the overrides", key_paths=False)
 
 
 def describe_fields(recipe: Recipe) -> str:

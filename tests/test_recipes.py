@@ -231,3 +231,15 @@ def test_yaml_integers_make_the_same_recipe_as_floats():
     from_ints = build_recipes({"x": {"base": "resnet50_chainer", "scale": 1, "crop_fraction": 1}}, RECIPES)["x"]
     from_floats = build_recipes({"x": {"base": "resnet50_chainer", "scale": 1.0, "crop_fraction": 1.0}}, RECIPES)["x"]
     assert from_ints == from_floats and type(from_ints.scale) is float and type(from_ints.crop_fraction) is float
+
+
+def test_predict_refuses_an_input_size_that_contradicts_a_fixed_model(tmp_path, capsys):
+    from imagenet_factory import make_imagenet
+
+    make_imagenet(tmp_path / "imagenet", n_images=2)
+    model = random_classifier(tmp_path / "fixed224.onnx")
+    assert main(["predict", "--model-path", str(model), "--recipe", "resnet50_pytorch", "--crop-size", "192",
+                 "--imagenet-dir", str(tmp_path / "imagenet"), "--artifacts-dir", str(tmp_path / "artifacts")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("the model's input is fixed at 224x224; --input-size/--crop-size 192 does not fit it")
+    assert not (tmp_path / "artifacts" / "predictions").exists()
