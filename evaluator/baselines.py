@@ -201,13 +201,10 @@ def _yaml_error(path: Path, exc: Exception) -> BaselinesError:
 
 
 def update_lock_path(path: Path) -> Path:
-    """The lock that serialises updates of one baselines file: in the temporary directory, keyed by the file's
-    resolved path, so no lock file is left beside baselines.yaml in the repository."""
-    import hashlib
-    import tempfile
-
-    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"evaluator-baselines-{key}"
+    """The lock that serialises updates of one baselines file: a hidden file beside it (`.baselines.yaml.lock`,
+    ignored by git), so that every write stays in the catalogue's own directory."""
+    path = Path(path)
+    return path.parent / f".{path.name}"
 
 
 def _kind(value) -> str:

@@ -201,18 +201,19 @@ def test_a_long_value_is_shortened_in_messages(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and len(err) < 400 and "xxx..." in err
 
 
-def test_an_update_leaves_no_lock_file_beside_the_catalogue(tmp_path):
+def test_an_update_locks_with_a_hidden_file_that_git_ignores(tmp_path):
     import subprocess
 
     path = _copy(tmp_path)
     record = MeasuredRecord("mobilenet_v1_025_128_quant", "uint8", "1-crop", "litert", "ai-edge-litert 2.3.0",
                             0.41, 0.66, 700, "f00d", "0.1.0")
     update_measured(path, [record], today="2026-11-28")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["baselines.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".baselines.yaml.lock", "baselines.yaml"]
     if shutil.which("git") is None or not (DEFAULT_BASELINES.parent / ".git").exists():
-        pytest.skip("not a git checkout: cannot ask git whether baselines.yaml.lock is ignored")
-    ignored = subprocess.run(["git", "check-ignore", "-q", "baselines.yaml.lock"], cwd=DEFAULT_BASELINES.parent)
-    assert ignored.returncode == 0  # a lock left by an older version is not committed by accident
+        pytest.skip("not a git checkout: cannot ask git whether the lock files are ignored")
+    for name in (".baselines.yaml.lock", "baselines.yaml.lock"):  # the second: left by an older version
+        ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=DEFAULT_BASELINES.parent)
+        assert ignored.returncode == 0, f"{name} is not ignored by git"
 
 
 def test_update_writes_only_changed_entries_and_keeps_dates_of_unchanged_ones(tmp_path):
