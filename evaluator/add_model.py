@@ -82,7 +82,7 @@ def add_model(baselines_path: Path, new: NewModel, models_dir: Path) -> list[str
     recipe, or the result would not validate; nothing is written then.
     """
     from .artifacts import atomic_write_text, file_lock
-    from .baselines import _dump, _yaml, list_cases, load_baselines, validate_raw
+    from .baselines import _dump, _yaml, list_cases, load_baselines, update_lock_path, validate_raw
     from .recipes import OVERRIDE_OPTIONS, resolve_recipe
 
     baselines_path = Path(baselines_path)
@@ -106,7 +106,7 @@ def add_model(baselines_path: Path, new: NewModel, models_dir: Path) -> list[str
         if recipe_name in current.recipes:
             raise BaselinesError(f"{baselines_path}: a recipe named {recipe_name!r} exists; the overrides would be "
                                  f"declared under the model's name")
-    with file_lock(baselines_path):
+    with file_lock(update_lock_path(baselines_path)):  # the lock of --update-baselines: one writer at a time
         data = _yaml().load(baselines_path.read_text(encoding="utf-8"))
         if changes:
             _declare_recipe(data, recipe_name, new.recipe, changes)
