@@ -36,10 +36,13 @@ def finished_chunks(artifacts: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def slow_case(tmp_path_factory):
-    """(ImageNet root, a fake model that sleeps 0.2 s per call, predictions.csv bytes of an uninterrupted run)."""
+    """(ImageNet root, a fake model that sleeps 0.5 s per call, predictions.csv bytes of an uninterrupted run).
+
+    The sleep leaves the test about a second between two finished chunks and the end of the run to send its
+    signal, enough on a loaded machine (0.2 s was not: the run sometimes ended first)."""
     base = tmp_path_factory.mktemp("slow")
     root, _ = imagenet(base, n_images=N_IMAGES)
-    model = fake_model(base / "slow.fake.json", delay_s=0.2)
+    model = fake_model(base / "slow.fake.json", delay_s=0.5)
     assert main(predict_arguments(root, model, base / "reference")) == 0
     (reference_csv,) = (base / "reference").glob("predictions/*/predictions.csv")
     return root, model, reference_csv.read_bytes()
