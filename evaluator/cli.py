@@ -234,7 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map flags to library calls; user errors print one line, not a traceback."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for arg in argv:
+        # argparse turns `--option=--` into an empty list instead of refusing it; refuse it like any other bad value
+        if arg.startswith("--") and arg.endswith("=--"):
+            parser.error(f"argument {arg[:-3]}: expected a value, got '--'")
+    args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except RuntimeUnavailable as exc:
