@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from imagenet_factory import make_imagenet  # noqa: E402
 
+from timing import best_of  # noqa: E402  (bench/ is the script's directory)
 from evaluator import stamps  # noqa: E402
 from evaluator.artifacts import PredictionStore  # noqa: E402
 from evaluator.dataset import IMAGE_SUBDIR, load_dataset  # noqa: E402
@@ -43,15 +44,6 @@ from evaluator.pipeline import RunSpec, changed_images, predict  # noqa: E402
 from evaluator.preprocess import get_recipe  # noqa: E402
 
 MODEL = "mobilenet_v1_0.25_128_quant.tflite"
-
-
-def best(function, repeats: int = 2) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def generated_imagenet(root: Path, n_images: int) -> None:
@@ -77,9 +69,9 @@ def decode_figures() -> None:
     cv2.setNumThreads(1)
     same = all(np.array_equal(cv2.imdecode(data, flags), decode_image(path, channels="BGR"))
                for data, path in zip(datas, paths))
-    opencv = best(lambda: [cv2.imdecode(data, flags) for data in datas], 3)
-    ours = best(lambda: [decode_image(path, channels="BGR") for path in paths], 3)
-    opencv_with_read = best(lambda: [cv2.imdecode(np.fromfile(path, np.uint8), flags) for path in paths], 3)
+    opencv = best_of(lambda: [cv2.imdecode(data, flags) for data in datas], 3)
+    ours = best_of(lambda: [decode_image(path, channels="BGR") for path in paths], 3)
+    opencv_with_read = best_of(lambda: [cv2.imdecode(np.fromfile(path, np.uint8), flags) for path in paths], 3)
     print(f"decode   {len(paths)} fixture JPEGs: evaluator {ours / len(paths) * 1e3:.2f} ms/image, OpenCV imdecode "
           f"{opencv / len(paths) * 1e3:.2f} (+file read {opencv_with_read / len(paths) * 1e3:.2f}); ratio "
           f"{ours / opencv_with_read:.3f} of OpenCV with the read; bit-identical: {same}")
@@ -101,17 +93,17 @@ def pipeline_figures(n_images: int, work: Path) -> None:
     # interleaved, best of three each: the two differ by less than this machine's run-to-run noise otherwise
     warm_runs, verify_runs = [], []
     for _ in range(3):
-        warm_runs.append(best(lambda: predict(dataset, spec, artifacts, recompute=True), 1))
-        verify_runs.append(best(lambda: predict(dataset, replace(spec, verify_data=True), artifacts, recompute=True), 1))
+        warm_runs.append(best_of(lambda: predict(dataset, spec, artifacts, recompute=True), 1))
+        verify_runs.append(best_of(lambda: predict(dataset, replace(spec, verify_data=True), artifacts, recompute=True), 1))
     warm, warm_verify = min(warm_runs), min(verify_runs)
-    reuse = best(lambda: predict(dataset, spec, artifacts), 3)
-    reuse_verify = best(lambda: predict(dataset, replace(spec, verify_data=True), artifacts), 2)
+    reuse = best_of(lambda: predict(dataset, spec, artifacts), 3)
+    reuse_verify = best_of(lambda: predict(dataset, replace(spec, verify_data=True), artifacts), 2)
     run_dir = predict(dataset, spec, artifacts).artifact_dir
-    check = best(lambda: changed_images(PredictionStore(run_dir), dataset, None), 3)
-    load = best(lambda: PredictionStore(run_dir).load(), 3)
+    check = best_of(lambda: changed_images(PredictionStore(run_dir), dataset, None), 3)
+    load = best_of(lambda: PredictionStore(run_dir).load(), 3)
     datas = [Path(path).read_bytes() for path in dataset.image_files()]
-    hashing = best(lambda: [stamps.digest(data) for data in datas], 2)
-    sha256 = best(lambda: [hashlib.sha256(data).digest() for data in datas], 2)
+    hashing = best_of(lambda: [stamps.digest(data) for data in datas], 2)
+    sha256 = best_of(lambda: [hashlib.sha256(data).digest() for data in datas], 2)
 
     print(f"images   {n_images:,} generated 500x375 JPEGs, model {MODEL} on litert, "
           f"{spec.workers or 'all'} workers")

@@ -12,24 +12,14 @@ from __future__ import annotations
 import csv
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import best_of  # noqa: E402  (bench/ is the script's directory)
 from evaluator.dataset import N_FULL_VAL, load_dataset, read_val_solution  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
-
-
-def best_of(function, repeats: int = 5) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def with_csv_module(path: Path, class_index: dict[str, int]) -> dict[str, int]:
@@ -55,15 +45,15 @@ def main() -> int:
         rows = [f"ILSVRC2012_val_{i + 1:08d},{wnids[i % 1000]} 85 1 499 272 {wnids[i % 1000]} 1 2 3 4"
                 for i in range(N_FULL_VAL)]
         path.write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
-        ours = best_of(lambda: read_val_solution(path, wnids))
-        peers = {"csv.reader": best_of(lambda: with_csv_module(path, class_index)),
-                 "pandas.read_csv": best_of(lambda: with_pandas(path, class_index))}
+        ours = best_of(lambda: read_val_solution(path, wnids), warmup=1)
+        peers = {"csv.reader": best_of(lambda: with_csv_module(path, class_index), warmup=1),
+                 "pandas.read_csv": best_of(lambda: with_pandas(path, class_index), warmup=1)}
     print(f"LOC_val_solution.csv, {N_FULL_VAL:,} rows: read_val_solution {ours * 1000:.1f} ms")
     for name, seconds in peers.items():
         print(f"  {name}: {seconds * 1000:.1f} ms  (ratio {seconds / ours:.2f}x the evaluator's time)")
     root = fixtures_dir() / "imagenet"
     if root.is_dir():
-        seconds = best_of(lambda: load_dataset(root))
+        seconds = best_of(lambda: load_dataset(root), warmup=1)
         print(f"load_dataset on {root} (700 images, 50,000-row CSV): {seconds * 1000:.1f} ms")
     else:
         print(f"fixtures absent at {root}: load_dataset not timed")

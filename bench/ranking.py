@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import best_of  # noqa: E402  (bench/ is the script's directory)
 from evaluator.dataset import load_dataset, subset  # noqa: E402
 from evaluator.decode import decode_image  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
@@ -36,15 +37,6 @@ def scores_of(model: Path, images: np.ndarray) -> tuple[np.ndarray, float]:
     return scores, (time.perf_counter() - started) / len(images)
 
 
-def best_time(function, repeats: int = 7) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def main() -> None:
     generated = fixtures_dir() / "models" / "generated"
     dataset = subset(load_dataset(fixtures_dir() / "imagenet"), 128)
@@ -56,8 +48,8 @@ def main() -> None:
         rows = np.tile(scores, (4096 // len(scores) + 1, 1))[:4096]
         top6 = -np.sort(-rows, axis=1)[:, :6]
         tied = float((top6[:, 1:] == top6[:, :-1]).any(axis=1).mean())
-        lowest = best_time(lambda: top_k(rows, ranking="argmax-lowest-id")) / len(rows) * 1000
-        numpy_rule = best_time(lambda: top_k(rows, ranking="numpy-argsort")) / len(rows) * 1000
+        lowest = best_of(lambda: top_k(rows, ranking="argmax-lowest-id"), repeats=7) / len(rows) * 1000
+        numpy_rule = best_of(lambda: top_k(rows, ranking="numpy-argsort"), repeats=7) / len(rows) * 1000
         print(f"{name}: rows with a tie in the top 6 {tied:.0%}; argmax-lowest-id {lowest:.4f} s, numpy-argsort "
               f"{numpy_rule:.4f} s (ratio {numpy_rule / lowest:.2f}); the extra cost per image is "
               f"{(numpy_rule - lowest) / 1000 / inference_s:.1%} of this model's inference ({inference_s * 1000:.2f} ms)")

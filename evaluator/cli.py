@@ -41,7 +41,7 @@ EPILOG_ADD_MODEL = """examples:
 """
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
         value = int(text)
@@ -113,12 +113,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--models-dir", type=Path, help="model files (default: $EVALUATOR_MODELS_DIR or data/models)")
     data.add_argument("--artifacts-dir", type=Path, help="predictions and caches (default: $EVALUATOR_ARTIFACTS_DIR or artifacts)")
     data.add_argument("--baselines", type=Path, help="baselines.yaml (default: the repository's)")
-    data.add_argument("--limit", type=_positive_int, help="evaluate a deterministic class-stratified subset of N images")
+    data.add_argument("--limit", type=positive_int, help="evaluate a deterministic class-stratified subset of N images")
     speed = parser.add_argument_group("speed (never changes results)")
-    speed.add_argument("--workers", type=_positive_int, help="worker threads (default: the cores available)")
-    speed.add_argument("--batch-size", type=_positive_int, default=4,
+    speed.add_argument("--workers", type=positive_int, help="worker threads (default: the cores available)")
+    speed.add_argument("--batch-size", type=positive_int, default=4,
                        help="images per model call (default 4: larger batches leave the CPU caches and run slower)")
-    speed.add_argument("--chunk-size", type=_positive_int, default=32, help="images per resumable, cached chunk")
+    speed.add_argument("--chunk-size", type=positive_int, default=32, help="images per resumable, cached chunk")
     speed.add_argument("--checkpoint-s", type=_non_negative_float, default=1.0,
                        help="write finished chunks to disk this often (default 1 s; 0: every chunk): a killed run "
                             "loses at most this much work and the chunks in flight")
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("baseline", type=Path, help="predictions artifact directory, predictions.csv or a .csv.gz record")
     p.add_argument("candidate", type=Path, help="the same, for the run compared with the baseline")
     p.add_argument("--imagenet-dir", type=Path, help="only for class names in the output")
-    p.add_argument("--classes", type=_positive_int, default=10, help="how many most-changed classes to list")
+    p.add_argument("--classes", type=positive_int, default=10, help="how many most-changed classes to list")
 
     p = sub.add_parser("validate", help="check baselines.yaml (its JSON Schema, then names and references; one line "
                                         "per problem, exit 2) and the ImageNet directory before a long run",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from .cli import positive_int
 from .errors import EvaluatorError, did_you_mean
 
 CASE_FIXTURE = "regression_case"
@@ -35,19 +36,6 @@ class SessionState:
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _limit(text: str) -> int:
-    """--limit: a positive whole number of images (0 or a negative number is a usage error)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of images")
-    return value
-
-
 def pytest_addoption(parser):
     group = parser.getgroup("evaluator", "ImageNet accuracy regression suite (evaluator.plugin)")
     group.addoption("--imagenet-dir", type=Path, help="Kaggle ImageNet root. Default: $EVALUATOR_IMAGENET_DIR, "
@@ -62,7 +50,7 @@ def pytest_addoption(parser):
     group.addoption("--model", action="append", default=[], help="only cases of this catalogue model (repeatable)")
     group.addoption("--tta", action="append", default=[], help="only cases with this TTA mode (repeatable): "
                     "none, keep-aspect, 1-crop")
-    group.addoption("--limit", "--subset", dest="limit", type=_limit,
+    group.addoption("--limit", "--subset", dest="limit", type=positive_int,
                     help="evaluate a deterministic class-stratified subset of N images (N >= 1)")
     group.addoption("--recompute", action="store_true", help="ignore stored predictions and run inference again")
     group.addoption("--verify-data", action="store_true",

@@ -133,8 +133,8 @@ def test_no_other_test_id_contains_a_catalogue_model_name():
                                      "did you mean resnet50_chainer?"),
     (["--tta", "1crop"], "--tta 1crop: unknown TTA mode '1crop'; did you mean 1-crop? "
                          "available: 1-crop, keep-aspect, none"),
-    (["--limit", "0"], "argument --limit/--subset: '0' is not a positive number of images"),
-    (["--limit", "-5"], "argument --limit/--subset: '-5' is not a positive number of images"),
+    (["--limit", "0"], "argument --limit/--subset: '0' is not a positive whole number"),
+    (["--limit", "-5"], "argument --limit/--subset: '-5' is not a positive whole number"),
     (["--accept-documented-gap", "why"], "--accept-documented-gap only works with --update-baselines"),
 ])
 def test_selection_that_matches_nothing_is_a_usage_error(args, message):
