@@ -21,7 +21,6 @@ values up to float32 rounding, which to_input()'s quantization can turn into one
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 from dataclasses import dataclass

@@ -667,4 +667,4 @@ def test_accuracy_refuses_stored_predictions_of_changed_images(tmp_path, capsys)
     code, _, err = cli(capsys, ["accuracy", *predict_args(root, model, tmp_path / "artifacts")[1:]])
 
     assert code == 2 and err.count("\n") == 1
-    assert f"1 image(s) changed since" in err and image_id(2) in err and "python -m evaluator predict" in err
+    assert "1 image(s) changed since" in err and image_id(2) in err and "python -m evaluator predict" in err

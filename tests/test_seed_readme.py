@@ -9,7 +9,6 @@ later README versions (no numbers in the seed) cite a source of their own.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
