@@ -591,16 +591,9 @@ def _apply_record(measured, existing, record: MeasuredRecord, today: str) -> str
     case = f"{record.model}-{record.precision}-{record.tta}-{record.runtime} [{record.fingerprint}, n={record.n}]"
     values = {"top1": round(record.top1, 6), "top5": round(record.top5, 6)}
     if existing is None:
-        entry = CommentedMap()
-        for name in ("model", "precision", "tta", "runtime", "runtime_version"):
-            entry[name] = getattr(record, name)
-        entry.update(values)
-        entry.update(n=record.n, fingerprint=record.fingerprint, date=today,
-                     evaluator_version=record.evaluator_version)
-        if record.predictions:
-            entry["predictions"] = record.predictions
-        if record.accepted_gap:
-            entry["accepted_gap"] = record.accepted_gap
+        entry = CommentedMap((name, getattr(record, name))
+                             for name in ("model", "precision", "tta", "runtime", "runtime_version"))
+        _store(entry, record, values, today)
         measured.append(entry)
         gap = f" (documented gap accepted: {record.accepted_gap})" if record.accepted_gap else ""
         return f"{case}: new top1 {values['top1']:.4f}, top5 {values['top5']:.4f}{gap}"
@@ -618,16 +611,21 @@ def _apply_record(measured, existing, record: MeasuredRecord, today: str) -> str
         parts.append("per-image record rewritten (other predictions, same totals)")
     if not parts:
         return None
-    existing.update(values)
-    existing.update(runtime_version=record.runtime_version, n=record.n, date=today,
-                    evaluator_version=record.evaluator_version)
-    if record.predictions:
-        existing["predictions"] = record.predictions
-    if record.accepted_gap:
-        existing["accepted_gap"] = record.accepted_gap
-    elif "accepted_gap" in existing:
-        del existing["accepted_gap"]
+    _store(existing, record, values, today)
     return f"{case}: " + ", ".join(parts)
+
+
+def _store(entry, record: MeasuredRecord, values: dict, today: str) -> None:
+    """Write a record's values into its entry; keys already there keep their place in the file."""
+    entry.update(values)
+    entry.update(runtime_version=record.runtime_version, n=record.n, fingerprint=record.fingerprint, date=today,
+                 evaluator_version=record.evaluator_version)
+    if record.predictions:
+        entry["predictions"] = record.predictions
+    if record.accepted_gap:
+        entry["accepted_gap"] = record.accepted_gap
+    elif "accepted_gap" in entry:
+        del entry["accepted_gap"]
 
 
 def _unused_entries(path: Path, data, measured, prune: bool) -> tuple[list[str], list[str]]:

@@ -83,8 +83,7 @@ class Dataset:
         """16 hex chars over (id, label) of every evaluated image: what cached predictions and decoded images are
         keyed on. Sizes are left out on purpose: each image's size and mtime are checked on their own, so a changed
         file invalidates its own cached results and no others."""
-        text = "".join(f"{image_id}\t{label}\n" for image_id, label in zip(self.image_ids, self.labels.tolist()))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _digest(zip(self.image_ids, self.labels.tolist()))
 
     def stamps(self) -> np.ndarray:
         """int64 (n, 2): size and st_mtime_ns of each image as listed."""
@@ -349,8 +348,12 @@ def _error(path: Path, line: int, problem: str) -> DatasetError:
 
 
 def _fingerprint(image_ids, file_sizes: np.ndarray, labels: np.ndarray) -> str:
-    rows = zip(image_ids, file_sizes.tolist(), labels.tolist())
-    text = "".join(f"{image_id}\t{size}\t{label}\n" for image_id, size, label in rows)
+    return _digest(zip(image_ids, file_sizes.tolist(), labels.tolist()))
+
+
+def _digest(rows) -> str:
+    """16 hex chars of sha256 over the rows, one tab-separated line each."""
+    text = "".join("\t".join(map(str, row)) + "\n" for row in rows)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

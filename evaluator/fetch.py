@@ -22,6 +22,7 @@ from typing import Callable
 from evaluator import __version__
 from evaluator.artifacts import fsync_directory, file_lock, read_json, write_json_atomic
 from evaluator.errors import FetchError
+from evaluator.model_hash import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,6 @@ def _open(url: str, headers: dict, timeout: float):
         handlers.append(urllib.request.ProxyHandler({}))  # a loopback URL must never go through a proxy
     opener = urllib.request.build_opener(*handlers)
     return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
-
-
-def _sha256_of(path: Path, hasher=None):
-    hasher = hasher or hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            hasher.update(chunk)
-    return hasher
 
 
 def _normalized_sha256(value, where: str) -> str:
@@ -124,7 +117,7 @@ class _Download:
                     raise FetchError(f"download of {self.url} failed: unexpected HTTP {response.status}")
                 return False
             if resumed:
-                self.hasher = _sha256_of(self.part)
+                self.hasher = sha256_of(self.part)
                 self.received = offset
                 log.info("resuming download of %s at byte %d", self.url, offset)
             else:
@@ -193,7 +186,7 @@ def fetch_model(url: str, dest: Path, sha256: str | None, *, lock_file: Path, ti
         expected = (_normalized_sha256(sha256, f"sha256 for {url}") if sha256 is not None
                     else recorded_sha256(lock_file, dest.name))
         if dest.is_file() and expected is not None:
-            if _sha256_of(dest).hexdigest() == expected:
+            if sha256_of(dest).hexdigest() == expected:
                 return dest
             log.warning("%s does not match its sha256 %s; downloading it again", dest, expected)
 

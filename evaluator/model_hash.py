@@ -14,6 +14,15 @@ _MAX_REMEMBERED = 1000
 _memo: dict[str, str] = {}
 
 
+def sha256_of(path: str | Path, hasher=None):
+    """The sha256 hasher fed with the file's bytes, read in 1 MiB blocks (continuing `hasher` when given)."""
+    hasher = hasher or hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            hasher.update(block)
+    return hasher
+
+
 def file_sha256(path: str | Path, cache_dir: str | Path | None = None) -> str:
     """sha256 of a file; cache_dir (the artifacts directory) keeps it across processes."""
     path = Path(path)
@@ -24,11 +33,7 @@ def file_sha256(path: str | Path, cache_dir: str | Path | None = None) -> str:
     cache_file = Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
     sha256 = _remembered(cache_file).get(version) if cache_file is not None else None
     if not (isinstance(sha256, str) and len(sha256) == 64):
-        digest = hashlib.sha256()
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
-        sha256 = digest.hexdigest()
+        sha256 = sha256_of(path).hexdigest()
         if cache_file is not None:
             _remember(cache_file, version, sha256)
     _memo[version] = sha256

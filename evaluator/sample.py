@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from evaluator.errors import DatasetError
 from evaluator.locations import SAMPLE_DIR
+from evaluator.model_hash import sha256_of
 
 CHECKSUMS = "SHA256SUMS"
 
@@ -28,7 +28,7 @@ def check_sample(sample_dir: Path = SAMPLE_DIR) -> None:
         expected, _, name = line.partition("  ")
         path = sample_dir / name
         try:
-            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            actual = sha256_of(path).hexdigest()
         except OSError as exc:
             problems.append(f"{name}: {exc.strerror or exc}")
             continue
