@@ -52,7 +52,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _shard(text: str):
+def image_shard(text: str):
     """argparse type: K/N, an image shard."""
     from .shard import parse_shard
 
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict top-5 for every image", epilog=EPILOG_PREDICT, formatter_class=fmt)
     _add_run_options(p)
     p.add_argument("--write-texts", type=Path, help="also write the seed's per-image text files to this directory")
-    p.add_argument("--shard", metavar="K/N", type=_shard,
+    p.add_argument("--shard", metavar="K/N", type=image_shard,
                    help="predict only image shard K of N (every N-th image in id order), for `merge` to join")
     p.add_argument("--json", action="store_true", help="print the numbers (n, intervals, recipe) as one JSON document")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli import positive_int
+from .cli import image_shard, positive_int
 from .errors import EvaluatorError, did_you_mean
 
 CASE_FIXTURE = "regression_case"
@@ -71,7 +71,7 @@ def pytest_addoption(parser):
                          "check by this explicit acceptance")
     group.addoption("--prune-baselines", action="store_true",
                     help="with --update-baselines: remove measured entries and per-image records no case uses")
-    group.addoption("--image-shard", metavar="K/N", type=_image_shard,
+    group.addoption("--image-shard", metavar="K/N", type=image_shard,
                     help="predict only image shard K of N of each case (every N-th image in id order) and judge "
                          "nothing; `python -m evaluator merge` joins the shards for a run that judges them")
     group.addoption("--stored-only", action="store_true",
@@ -83,18 +83,6 @@ def pytest_addoption(parser):
     add_override_options(parser.getgroup(
         "evaluator-recipe", "ImageNet accuracy regression suite: ad-hoc recipe overrides (applied to every selected "
         "case's recipe; not with --update-baselines)"))
-
-def _image_shard(text: str):
-    """--image-shard: K/N (evaluator.shard.parse_shard)."""
-    import argparse
-
-    from .shard import parse_shard
-
-    try:
-        return parse_shard(text)
-    except EvaluatorError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
 
 # --- configuration ------------------------------------------------------------------------------------------------
 
