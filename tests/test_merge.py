@@ -167,7 +167,6 @@ def _verdict_lines(output: str) -> list[str]:
     return re.findall(rf"^{CASE}\s+[\d./]+\s.*$", output, re.M)  # the accuracy table's rows
 
 
-@pytest.mark.fixtures
 def test_three_shard_processes_merge_into_the_unsharded_artifact_and_judge_without_inference(real_fixtures, tmp_path):
     shard_dirs = [tmp_path / f"shard-{k}" for k in (1, 2, 3)]
     # `=` forms: options of the root conftest.py are not known yet when pytest picks its rootdir
