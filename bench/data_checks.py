@@ -12,7 +12,8 @@
   reuse      a run that reuses the finished artifact, with and without --verify-data
 
 warm = predict --recompute with the decode cache filled (every image predicted again, nothing decoded). Each figure
-is the best of two or three runs (warm runs with and without --verify-data interleaved). Targets (issue 13): stamps and verify under 10% of a warm run, decode within 5%.
+is the best of two or three runs (warm runs with and without --verify-data interleaved). Targets (issue 13): stamps
+and verify under 10% of a warm run, decode within 5%.
 """
 
 from __future__ import annotations
@@ -27,21 +28,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from timing import best_of  # bench/ is the script's directory
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from evaluator import stamps
+from evaluator.artifacts import PredictionStore
+from evaluator.dataset import IMAGE_SUBDIR, load_dataset
+from evaluator.decode import decode_image
+from evaluator.locations import fixtures_dir
+from evaluator.pipeline import RunSpec, changed_images, predict
+from evaluator.preprocess import get_recipe
 
-from imagenet_factory import make_imagenet  # noqa: E402
-
-from timing import best_of  # noqa: E402  (bench/ is the script's directory)
-from evaluator import stamps  # noqa: E402
-from evaluator.artifacts import PredictionStore  # noqa: E402
-from evaluator.dataset import IMAGE_SUBDIR, load_dataset  # noqa: E402
-from evaluator.decode import decode_image  # noqa: E402
-from evaluator.locations import fixtures_dir  # noqa: E402
-from evaluator.pipeline import RunSpec, changed_images, predict  # noqa: E402
-from evaluator.preprocess import get_recipe  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from imagenet_factory import make_imagenet  # noqa: E402  (the tests' generator of Kaggle-layout sets)
 
 MODEL = "mobilenet_v1_0.25_128_quant.tflite"
 
@@ -85,6 +83,7 @@ def pipeline_figures(n_images: int, work: Path) -> None:
     if not model.is_file():
         sys.exit(f"fixture model {model} absent (see ../shared/fixtures/SOURCES.md)")
     spec = RunSpec(model, get_recipe("tf_slim_mobilenet_quant"), "1-crop", "litert")
+    verify_spec = replace(spec, verify_data=True)
     artifacts = work / "artifacts"
 
     started = time.perf_counter()
@@ -94,10 +93,10 @@ def pipeline_figures(n_images: int, work: Path) -> None:
     warm_runs, verify_runs = [], []
     for _ in range(3):
         warm_runs.append(best_of(lambda: predict(dataset, spec, artifacts, recompute=True), 1))
-        verify_runs.append(best_of(lambda: predict(dataset, replace(spec, verify_data=True), artifacts, recompute=True), 1))
+        verify_runs.append(best_of(lambda: predict(dataset, verify_spec, artifacts, recompute=True), 1))
     warm, warm_verify = min(warm_runs), min(verify_runs)
     reuse = best_of(lambda: predict(dataset, spec, artifacts), 3)
-    reuse_verify = best_of(lambda: predict(dataset, replace(spec, verify_data=True), artifacts), 2)
+    reuse_verify = best_of(lambda: predict(dataset, verify_spec, artifacts), 2)
     run_dir = predict(dataset, spec, artifacts).artifact_dir
     check = best_of(lambda: changed_images(PredictionStore(run_dir), dataset, None), 3)
     load = best_of(lambda: PredictionStore(run_dir).load(), 3)

@@ -14,12 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from timing import best_of  # bench/ is the script's directory
 
-from timing import best_of  # noqa: E402  (bench/ is the script's directory)
-from evaluator.dataset import N_FULL_VAL, load_dataset, read_val_solution  # noqa: E402
-from evaluator.locations import fixtures_dir  # noqa: E402
+from evaluator.dataset import N_FULL_VAL, load_dataset, read_val_solution
+from evaluator.locations import fixtures_dir
 
 
 def with_csv_module(path: Path, class_index: dict[str, int]) -> dict[str, int]:

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from evaluator.artifacts import Predictions, PredictionStore
+from evaluator.merge import merge_artifacts
+from evaluator.shard import Shard
 
-from evaluator.artifacts import Predictions, PredictionStore  # noqa: E402
-from evaluator.merge import merge_artifacts  # noqa: E402
-from evaluator.shard import Shard  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TARGET_S = 2.0  # issue 18: merging the shards of a 50,000-image artifact, on two cores
 
@@ -63,7 +62,8 @@ def write_shards(predictions: Predictions, count: int, root: Path) -> list[Path]
         rows = np.arange(k - 1, n, count)
         part = Predictions(predictions.image_ids[rows], predictions.labels[rows], predictions.top5_ids[rows],
                            predictions.top5_scores[rows], predictions.errors[rows])
-        directory = root / f"shard-{k}" / "predictions" / f"resnet50.opt-1-crop-onnxruntime-0123456789abcdef{shard.dir_suffix}"
+        directory = (root / f"shard-{k}" / "predictions"
+                     / f"resnet50.opt-1-crop-onnxruntime-0123456789abcdef{shard.dir_suffix}")
         store = PredictionStore(directory)
         store.keep(part)
         store.finalize({**meta(len(rows)), **shard.meta(n)})

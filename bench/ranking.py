@@ -10,21 +10,18 @@ the difference can be read as a share of a run.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from timing import best_of  # bench/ is the script's directory
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from timing import best_of  # noqa: E402  (bench/ is the script's directory)
-from evaluator.dataset import load_dataset, subset  # noqa: E402
-from evaluator.decode import decode_image  # noqa: E402
-from evaluator.locations import fixtures_dir  # noqa: E402
-from evaluator.pipeline import top_k  # noqa: E402
-from evaluator.preprocess import geometry, get_recipe, inputs_from_geometry  # noqa: E402
-from evaluator.runtimes import open_runtime  # noqa: E402
+from evaluator.dataset import load_dataset, subset
+from evaluator.decode import decode_image
+from evaluator.locations import fixtures_dir
+from evaluator.pipeline import top_k
+from evaluator.preprocess import geometry, get_recipe, inputs_from_geometry
+from evaluator.runtimes import open_runtime
 
 
 def scores_of(model: Path, images: np.ndarray) -> tuple[np.ndarray, float]:
@@ -52,7 +49,8 @@ def main() -> None:
         numpy_rule = best_of(lambda: top_k(rows, ranking="numpy-argsort"), repeats=7) / len(rows) * 1000
         print(f"{name}: rows with a tie in the top 6 {tied:.0%}; argmax-lowest-id {lowest:.4f} s, numpy-argsort "
               f"{numpy_rule:.4f} s (ratio {numpy_rule / lowest:.2f}); the extra cost per image is "
-              f"{(numpy_rule - lowest) / 1000 / inference_s:.1%} of this model's inference ({inference_s * 1000:.2f} ms)")
+              f"{(numpy_rule - lowest) / 1000 / inference_s:.1%} of this model's inference "
+              f"({inference_s * 1000:.2f} ms)")
 
 
 if __name__ == "__main__":

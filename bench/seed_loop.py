@@ -1,10 +1,13 @@
 """The seed scripts' way of predicting, for the throughput benchmark's comparison.
 
 One image at a time, as the seed's prediction.py does: list the image directory, cv2.imread, the model's recipe (the
-same functions the evaluator uses, so both sides do the same arithmetic), one inference call per image on a runtime
-given all cores, top-5 by the recipe's ranking rule, one `<image id>.txt` per image with `label class_id score` lines.
+same functions the evaluator uses, so both sides do the same arithmetic), one inference call per image, top-5 by the
+recipe's ranking rule, one `<image id>.txt` per image with `label class_id score` lines. The runtime gets --threads
+threads: bench/throughput.py runs it with every core (the peer's strongest configuration, as ailia.Net's default
+num_thread=MULTITHREAD_AUTO gives) and with the runtime's own default (0).
 
     python bench/seed_loop.py --model-path M.tflite --recipe tf_slim_mobilenet_quant --imagenet-dir DIR --out DIR
+    python bench/seed_loop.py ... --threads 2     # LiteRT num_threads=2, ONNX Runtime intra_op_num_threads=2
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
-"""Throughput benchmark of the prediction pipeline: how close it runs to this machine's limit.
+"""Throughput benchmark of the prediction pipeline: its speed-up over the seed scripts' way, and how close it runs to
+this machine's limit.
 
     python bench/throughput.py                  # every fixture model, memory and rescoring (about 5 minutes, 2 cores)
     python bench/throughput.py --models mobilenet_v1_025_128_quant --skip-memory
     python bench/throughput.py --models onnxzoo_mobilenetv2_int8 --skip-memory --batch-size 32   # another batch
 
+The headline, per model: `python -m evaluator predict` against the seed-style loop given every core (the peer's
+strongest configuration: ailia.Net defaults to num_thread=MULTITHREAD_AUTO; LiteRT gets num_threads=cores, ONNX
+Runtime intra_op_num_threads=cores), with the figure against the loop at the runtime's default threads beside it,
+and the cold and warm rates as fractions of the physical limit cores / (c_dec + c_inf).
+
 Measured in one run, on the same images, model files and machine (../shared/fixtures: 700 real ImageNet JPEGs, the
-real fixture models; generated JPEGs for the memory test):
+real fixture models; generated JPEGs for the memory test); every target is a ratio of two figures of this run:
 
   c_dec   single-core seconds per image to decode and apply the TTA geometry (OpenCV limited to one thread; the
           better of two passes over the images)
@@ -14,19 +20,20 @@ real fixture models; generated JPEGs for the memory test):
   limit   cores / (c_dec + c_inf) images per second: every core-second spent on useful work
   cold    predict() with an empty decode cache, as a fraction of the limit (better of two)
   warm    predict() again with the decode cache filled (predictions recomputed), as a fraction of the limit and of
-          cores / c_inf (better of two)
+          cores / c_inf, the limit of a run that decodes nothing (better of two)
   x4      cold and warm again on the same images listed four times under new ids (2,800 links to the same files):
           a run's fixed cost (opening, finalizing) spread over more images, as in a 50,000-image night; the targets
           are judged on the 700 images
   seed    the seed scripts' way (bench/seed_loop.py: one image at a time, batch 1, one text file per image) against
           `python -m evaluator predict`, both as whole commands from a fresh interpreter to the last file written,
-          best of three; the seed loop runs with the runtime's default threads, as the seed scripts do, and once more
-          with the runtime given every core
+          best of three; the seed loop runs with the runtime given every core (the headline speed-up) and with the
+          runtime's default threads, as the seed scripts leave LiteRT and ONNX Runtime
   memory  peak RSS of `predict` on 500 and on 5,000 generated ImageNet-sized JPEGs
-  rescore loading, scoring and paired-comparing 50,000 stored predictions
+  rescore loading, scoring and paired-comparing 50,000 stored predictions, as a fraction of the time the fastest
+          model measured takes to predict as many images warm
 
-Both sides use the evaluator's recipe functions, so they do the same arithmetic; the benchmark checks that the seed
-loop's top-5 equals the pipeline's.
+Both sides use the evaluator's recipe functions, so they do the same arithmetic; the benchmark checks that both seed
+loops' top-5 equals the pipeline's.
 """
 
 from __future__ import annotations
@@ -47,21 +54,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from evaluator.artifacts import Predictions, PredictionStore, read_prediction_texts
+from evaluator.baselines import load_baselines
+from evaluator.dataset import CSV_HEADER, IMAGE_SUBDIR, SYNSET_MAPPING, VAL_SOLUTION, Dataset, load_dataset
+from evaluator.decode import decode_image
+from evaluator.evaluate import score
+from evaluator.locations import fixtures_dir
+from evaluator.metrics import largest_class_changes, paired_compare, topk_hits
+from evaluator.models import FORMAT_RUNTIMES
+from evaluator.pipeline import RunSpec, available_cores, inspect_model, model_batch_size, predict
+from evaluator.preprocess import from_geometry, geometry, get_recipe, to_input
+from evaluator.runtimes import open_runtime
 
-from evaluator.artifacts import Predictions, PredictionStore, read_prediction_texts  # noqa: E402
-from evaluator.baselines import load_baselines  # noqa: E402
-from evaluator.dataset import (CSV_HEADER, IMAGE_SUBDIR, SYNSET_MAPPING, VAL_SOLUTION, Dataset,  # noqa: E402
-                               load_dataset)
-from evaluator.decode import decode_image  # noqa: E402
-from evaluator.evaluate import score  # noqa: E402
-from evaluator.locations import fixtures_dir  # noqa: E402
-from evaluator.metrics import largest_class_changes, paired_compare, topk_hits  # noqa: E402
-from evaluator.models import FORMAT_RUNTIMES  # noqa: E402
-from evaluator.pipeline import RunSpec, available_cores, inspect_model, model_batch_size, predict  # noqa: E402
-from evaluator.preprocess import from_geometry, geometry, get_recipe, to_input  # noqa: E402
-from evaluator.runtimes import open_runtime  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TTA = "1-crop"
 REPEATS = 4  # the x4 dataset: every fixture image listed this many times
@@ -70,10 +75,15 @@ MEMORY_SIZES = (500, 5_000)
 MEMORY_MODEL = "mobilenet_v2_10_224_quant"  # the largest input among the fixture models: the largest buffers
 RESCORE_N = 50_000
 
-TARGETS = {  # issue 4, as measured on its 2-core machine
-    "cold": 0.8, "warm": 0.9,
+TARGETS = {  # issue 4's, each a ratio of two figures measured in the same run
+    "cold": 0.8,  # of cores / (c_dec + c_inf)
+    "warm": 0.9,  # of cores / c_inf
+    # whole commands, against the seed loop given every core (issue 4 asked for the same threads on both sides)
     "speed-up": {"mobilenet_v2_10_224_quant": 1.2, "mobilenet_v1_025_128_quant": 1.8},
-    "rss growth": 0.10, "rescore s": 0.5,
+    "rss growth": 0.10,  # peak RSS at 5,000 images over that at 500, less one
+    # rescoring 50,000 predictions over predicting them warm with the fastest model measured: issue 4's "< 0.5 s"
+    # was 4% of a warm run of mobilenet_v1_025_128_quant at 3,950 images/s
+    "rescore": 0.04,
 }
 
 
@@ -94,9 +104,9 @@ class ModelResult:
     cold_rate: float
     warm_rate: float
     pipeline_s: float
-    seed_s: float
+    seed_default_threads_s: float
     seed_all_cores_s: float
-    seed_agrees: bool
+    seed_agrees: bool  # both seed loops give the pipeline's top-5 for every image
     repeated_cold_rate: float
     repeated_warm_rate: float
 
@@ -107,6 +117,15 @@ class ModelResult:
     @property
     def inference_limit(self) -> float:
         return CORES / self.c_inf
+
+    @property
+    def speed_up(self) -> float:
+        """The headline: the whole command against the seed loop given every core."""
+        return self.seed_all_cores_s / self.pipeline_s
+
+    @property
+    def speed_up_default_threads(self) -> float:
+        return self.seed_default_threads_s / self.pipeline_s
 
 
 CORES = available_cores()
@@ -161,15 +180,19 @@ def measure_model(model: ModelUnderTest, dataset: Dataset, repeated: Dataset, wo
     seed_command = [sys.executable, str(REPO / "bench" / "seed_loop.py"), "--model-path", str(model.path),
                     "--recipe", model.recipe, "--tta", TTA, "--runtime", model.runtime,
                     "--imagenet-dir", str(dataset.root)]
-    seed_s = best_of_three(lambda i: [*seed_command, "--out", str(work / f"seed-{model.name}-{i}"), "--threads", "0"])
     seed_all_cores_s = best_of_three(lambda i: [*seed_command, "--out", str(work / f"seed-all-{model.name}-{i}"),
                                                 "--threads", str(CORES)])
-    seed_ids, seed_top5 = read_prediction_texts(work / f"seed-{model.name}-0")
-    seed_agrees = (np.array_equal(seed_ids, evaluator_run.image_ids)
-                   and np.array_equal(seed_top5, evaluator_run.top5_ids))
+    seed_default_threads_s = best_of_three(lambda i: [*seed_command, "--out", str(work / f"seed-{model.name}-{i}"),
+                                                      "--threads", "0"])
+    seed_agrees = all(same_top5(work / f"{prefix}-{model.name}-0", evaluator_run) for prefix in ("seed-all", "seed"))
     return ModelResult(model, size, c_dec, c_inf, len(paths) / cold_s, len(paths) / warm_s, pipeline_s,
-                       seed_s, seed_all_cores_s, seed_agrees, len(repeated.image_ids) / repeated_cold_s,
-                       len(repeated.image_ids) / repeated_warm_s)
+                       seed_default_threads_s, seed_all_cores_s, seed_agrees,
+                       len(repeated.image_ids) / repeated_cold_s, len(repeated.image_ids) / repeated_warm_s)
+
+
+def same_top5(seed_out: Path, evaluator_run: Predictions) -> bool:
+    seed_ids, seed_top5 = read_prediction_texts(seed_out)
+    return np.array_equal(seed_ids, evaluator_run.image_ids) and np.array_equal(seed_top5, evaluator_run.top5_ids)
 
 
 def cold_and_warm_seconds(spec: RunSpec, dataset: Dataset, artifacts: Path,
@@ -374,18 +397,35 @@ def print_table(results: list[ModelResult], n_images: int, batch_size: int) -> N
     print(f"\n{n_images} fixture images, TTA {TTA}, batches of {batch_size}; rates in images/s; whole commands in s "
           "(best of three)\n")
     header = ("model", "size", "c_dec ms", "c_inf ms", "limit", "cold", "cold/limit", "warm", "warm/limit",
-              "warm/(cores/c_inf)", f"x{REPEATS} cold/limit", f"x{REPEATS} warm/(cores/c_inf)", "seed s",
-              "seed s (all cores)", "evaluator s", "speed-up", "same top-5")
+              "warm/(cores/c_inf)", f"x{REPEATS} cold/limit", f"x{REPEATS} warm/(cores/c_inf)", "seed s (all cores)",
+              "seed s (default threads)", "evaluator s", "speed-up (all cores)", "speed-up (default threads)",
+              "same top-5")
     rows = [(r.model.name, r.size, f"{r.c_dec * 1e3:.2f}", f"{r.c_inf * 1e3:.2f}", f"{r.limit:.0f}",
              f"{r.cold_rate:.0f}", f"{r.cold_rate / r.limit:.2f}", f"{r.warm_rate:.0f}", f"{r.warm_rate / r.limit:.2f}",
              f"{r.warm_rate / r.inference_limit:.2f}", f"{r.repeated_cold_rate / r.limit:.2f}",
-             f"{r.repeated_warm_rate / r.inference_limit:.2f}", f"{r.seed_s:.2f}", f"{r.seed_all_cores_s:.2f}",
-             f"{r.pipeline_s:.2f}", f"{r.seed_s / r.pipeline_s:.2f}x ({r.seed_all_cores_s / r.pipeline_s:.2f}x)",
-             "yes" if r.seed_agrees else "NO") for r in results]
+             f"{r.repeated_warm_rate / r.inference_limit:.2f}", f"{r.seed_all_cores_s:.2f}",
+             f"{r.seed_default_threads_s:.2f}", f"{r.pipeline_s:.2f}", f"{r.speed_up:.2f}x",
+             f"{r.speed_up_default_threads:.2f}x", "yes" if r.seed_agrees else "NO") for r in results]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(map(str, row)) + " |")
+
+
+def print_headline(results: list[ModelResult]) -> None:
+    print(f"\nheadline: the whole predict command against the seed loop given all {CORES} cores (against its runtime's "
+          "default threads), and the cold and warm rates as fractions of the limit cores / (c_dec + c_inf)")
+    width = max((len(r.model.name) for r in results), default=0)
+    for r in results:
+        print(f"  {r.model.name:<{width}}  {r.speed_up:.2f}x ({r.speed_up_default_threads:.2f}x)   "
+              f"cold {r.cold_rate / r.limit:.2f}, warm {r.warm_rate / r.limit:.2f} of {r.limit:.0f} images/s")
+
+
+def rescore_fraction(results: list[ModelResult], rescore_s: float) -> float | None:
+    """Rescoring RESCORE_N predictions over predicting as many warm with the fastest model measured."""
+    if not results:
+        return None
+    return rescore_s / (RESCORE_N / max(r.warm_rate for r in results))
 
 
 def print_targets(results: list[ModelResult], peaks: dict[int, float] | None, rescore_s: float) -> bool:
@@ -398,16 +438,19 @@ def print_targets(results: list[ModelResult], peaks: dict[int, float] | None, re
                        fraction >= TARGETS["warm"]))
         wanted = TARGETS["speed-up"].get(r.model.name)
         if wanted:
-            speed_up = r.seed_s / r.pipeline_s
-            checks.append((f"{r.model.name}: speed-up >= {wanted}x over the seed loop", speed_up, speed_up >= wanted))
-        checks.append((f"{r.model.name}: seed loop and evaluator give the same top-5", float(r.seed_agrees),
+            checks.append((f"{r.model.name}: speed-up >= {wanted}x over the seed loop given all cores", r.speed_up,
+                           r.speed_up >= wanted))
+        checks.append((f"{r.model.name}: both seed loops and the evaluator give the same top-5", float(r.seed_agrees),
                        r.seed_agrees))
     if peaks:
         small, large = (peaks[n] for n in MEMORY_SIZES)
         growth = large / small - 1
         checks.append((f"peak RSS at {MEMORY_SIZES[1]:,} within {TARGETS['rss growth']:.0%} of {MEMORY_SIZES[0]:,}",
                        growth, growth <= TARGETS["rss growth"]))
-    checks.append((f"rescoring {RESCORE_N:,} < {TARGETS['rescore s']} s", rescore_s, rescore_s < TARGETS["rescore s"]))
+    fraction = rescore_fraction(results, rescore_s)
+    if fraction is not None:
+        checks.append((f"rescoring {RESCORE_N:,} <= {TARGETS['rescore']:.2f} of predicting them warm (fastest model)",
+                       fraction, fraction <= TARGETS["rescore"]))
     print("\ntargets:")
     for text, value, met in checks:
         print(f"  {'met ' if met else 'MISS'}  {text}: {value:.2f}")
@@ -441,6 +484,7 @@ def main() -> int:
             print(f"measuring {model.name} ({model.runtime}) ...", flush=True)
             results.append(measure_model(model, dataset, repeated, work, args.batch_size))
         print_table(results, len(dataset.image_ids), args.batch_size)
+        print_headline(results)
         print()
         peaks = None if args.skip_memory else measure_memory(models, work)
         rescore_s = measure_rescoring(work)
