@@ -1,5 +1,4 @@
-"""Throughput benchmark of the prediction pipeline: its speed-up over the seed scripts' way, and how close it runs to
-this machine's limit.
+"""Throughput benchmark: the pipeline's speed-up over the seed scripts' way, and how near it runs to the limit.
 
     python bench/throughput.py                  # every fixture model, memory and rescoring (about 5 minutes, 2 cores)
     python bench/throughput.py --models mobilenet_v1_025_128_quant --skip-memory

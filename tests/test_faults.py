@@ -449,14 +449,17 @@ def test_unwritable_artifacts_directory_is_one_clear_error(tmp_path, capsys, mon
         artifacts, reason = tmp_path / "occupied" / "artifacts", "Not a directory"
     else:
         artifacts, reason = tmp_path / "artifacts", "Permission denied"
-        real_mkdir = os.mkdir
 
-        def mkdir(path, *args, **kwargs):  # root ignores chmod, so the refusal is injected
-            if str(path).startswith(str(artifacts)):
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-            return real_mkdir(path, *args, **kwargs)
+        def refusing(real_mkdir):  # root ignores chmod, so the refusal is injected
+            def mkdir(path, *args, **kwargs):
+                if str(path).startswith(str(artifacts)):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+                return real_mkdir(path, *args, **kwargs)
+            return mkdir
 
-        monkeypatch.setattr(os, "mkdir", mkdir)
+        # both: Python 3.10's Path.mkdir calls its own reference to os.mkdir, not the os module's
+        monkeypatch.setattr(os, "mkdir", refusing(os.mkdir))
+        monkeypatch.setattr(Path, "mkdir", refusing(Path.mkdir))
 
     code, _, err = cli(capsys, predict_args(root, model, artifacts))
 

@@ -57,3 +57,8 @@ def test_ci_lints_before_it_tests():
 
     assert lines.index("ruff check .") < lines.index("python -m pytest -n 2")
     assert "ruff" in " ".join(PYPROJECT["project"]["optional-dependencies"]["test"])
+
+
+def test_the_schema_ships_as_package_data_and_jsonschema_is_a_dependency():
+    assert "baselines.schema.json" in PYPROJECT["tool"]["setuptools"]["package-data"]["evaluator"]
+    assert any(dep.startswith("jsonschema") for dep in PYPROJECT["project"]["dependencies"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from evaluator.cli import main
 from evaluator.recipes import recipe_fields
 from evaluator.schema import load_schema, schema_problems
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _raw(path=DEFAULT_BASELINES):
     return YAML(typ="safe", pure=True).load(Path(path).read_text())
@@ -28,12 +25,6 @@ def test_the_repository_catalogue_follows_the_schema_its_first_line_names():
     referenced = DEFAULT_BASELINES.parent / first_line.split("$schema=")[1]
     assert referenced.read_text() == resources.files("evaluator").joinpath("baselines.schema.json").read_text()
     assert schema_problems(_raw()) == []
-
-
-def test_the_schema_ships_as_package_data_and_jsonschema_is_a_dependency():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "baselines.schema.json" in project["tool"]["setuptools"]["package-data"]["evaluator"]
-    assert any(dep.startswith("jsonschema") for dep in project["project"]["dependencies"])
 
 
 def test_the_schema_knows_every_recipe_field_and_value():
