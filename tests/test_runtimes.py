@@ -348,6 +348,7 @@ def test_fake_planned_failure(tmp_path):
     (FakeModel(n_classes=10), "output has 10 classes, expected 1000 or 1001"),
     (FakeModel(input_shape=(None, 8, 8)), "input 'input' has rank 3"),
     (FakeModel(rule="linear"), "linear rule needs weights"),
+    (FakeModel(hold_file="hold"), "hold_file needs calls_file"),
 ])
 def test_fake_model_checks(tmp_path, model, message):
     with pytest.raises(ModelError, match=message):

@@ -10,7 +10,8 @@ Scores depend only on the input values the runtime receives (quantized inputs ar
   nearest to m wins and its neighbours follow (top-5 of m = 7.2: 7, 8, 6, 9, 5).
 - "linear": score = bias + weights @ channel_means, weights (n_classes, channels), channel axis from `layout`.
 Fault injection: `non_finite_above` turns every score of an image whose mean input value exceeds it into NaN (or
-inf), `fail_after_calls` makes run() raise; `delay_s` and `calls_file` slow down and count library calls.
+inf), `fail_after_calls` makes run() raise; `delay_s` and `calls_file` slow down and count library calls;
+`hold_file` stops calls at a known point until the test lets them go.
 Quantized outputs (output_dtype uint8/int8 with a scale) are quantized with rounding and clipping, then dequantized by
 the shared runtime code, exactly like a real quantized model. The same shape checks as the real adapters apply.
 """
@@ -65,6 +66,10 @@ class FakeModel:
     # call appends one line with its number of images (appends of a few bytes are atomic across processes)
     delay_s: float = 0.0
     calls_file: str | None = None
+    # a gate for interruption tests, in place of a race against the clock: once calls_file lists hold_after_calls
+    # calls (of any process), each further call waits while hold_file exists
+    hold_file: str | None = None
+    hold_after_calls: int = 0
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (name it *.fake.json so runtime_for_file picks "fake") and return the path."""
@@ -93,6 +98,8 @@ class FakeModel:
             raise ModelError(f"{path}: non_finite_value must be nan, inf or -inf")
         if model.non_finite_above is not None and model.output_scale is not None:
             raise ModelError(f"{path}: non_finite_above needs float outputs (a quantized output cannot hold NaN)")
+        if model.hold_file is not None and model.calls_file is None:
+            raise ModelError(f"{path}: hold_file needs calls_file (the calls it counts)")
         return model
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
@@ -139,6 +146,8 @@ class FakeRuntime(RuntimeBase):
         if self.model.fail_after_calls is not None and self.calls >= self.model.fail_after_calls:
             raise RuntimeError(f"fake runtime: planned failure after {self.calls} calls ({self.model_path})")
         self.calls += 1
+        while self._held():
+            time.sleep(0.01)
         if self.model.delay_s:
             time.sleep(self.model.delay_s)
         if self.model.calls_file is not None:
@@ -151,3 +160,9 @@ class FakeRuntime(RuntimeBase):
         limits = np.iinfo(dtype)
         quantized = np.round(scores / self.output_spec.scale) + (self.output_spec.zero_point or 0)
         return np.clip(quantized, limits.min, limits.max).astype(dtype)
+
+    def _held(self) -> bool:
+        if self.model.hold_file is None or not Path(self.model.hold_file).exists():
+            return False
+        calls_file = Path(self.model.calls_file)
+        return calls_file.exists() and len(calls_file.read_text().split()) >= self.model.hold_after_calls
