@@ -40,6 +40,11 @@ def default_imagenet_dir() -> Path:
     return SAMPLE_DIR / "imagenet"
 
 
+def imagenet_dir_help() -> str:
+    """Help text of --imagenet-dir (CLI and pytest): the directory default_imagenet_dir() picks here and now."""
+    return f"Kaggle ImageNet root (default here: {default_imagenet_dir()}; README \"Usage\" gives the order)"
+
+
 def default_models_dir() -> Path:
     """Where catalogue model files are fetched to and looked up first: $EVALUATOR_MODELS_DIR or data/models."""
     return Path(os.environ.get("EVALUATOR_MODELS_DIR") or project_dir() / "data" / "models")
