@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "predict": "cli_run:cmd_predict", "accuracy": "cli_run:cmd_accuracy",
     "list": "cli_catalogue:cmd_list", "validate": "cli_catalogue:cmd_validate",
-    "add-model": "cli_catalogue:cmd_add_model", "fetch": "cli_catalogue:cmd_fetch",
+    "add-model": "cli_models:cmd_add_model", "fetch": "cli_models:cmd_fetch",
     "report": "cli_artifacts:cmd_report", "diff": "cli_artifacts:cmd_diff", "cache": "cli_artifacts:cmd_cache",
     "merge": "cli_artifacts:cmd_merge",
 }

@@ -37,7 +37,8 @@ def cmd_report(args) -> int:
         return 0
     results_path = args.results or report_dir / "results.json"
     if not results_path.is_file():
-        raise EvaluatorError(f"{results_path} not found: run the regression cases first (`python -m pytest -m regression`)")
+        raise EvaluatorError(f"{results_path} not found: run the regression cases first "
+                             "(`python -m pytest -m regression`)")
     results, meta = read_results(results_path)
     paths = write_report(results, args.out or results_path.parent, meta)
     print("\n".join(f"{name}: {path}" for name, path in paths.items()))

@@ -167,7 +167,8 @@ def _run_spec(args) -> RunSpec:
                               hash_cache_dir=args.artifacts_dir or default_artifacts_dir(), recipe=args.recipe,
                               overrides=overrides, **knobs)
     else:
-        raise EvaluatorError("say what to run: -m MODEL (see `python -m evaluator list`) or --model-path FILE --recipe NAME")
+        raise EvaluatorError("say what to run: -m MODEL (see `python -m evaluator list`) "
+                             "or --model-path FILE --recipe NAME")
     check_runtime(spec.runtime)
     return spec
 

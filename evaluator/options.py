@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from .errors import EvaluatorError
-from .recipes import OVERRIDE_OPTIONS
 
 
 def positive_int(text: str) -> int:
@@ -50,7 +49,8 @@ def add_override_options(group) -> None:
     add("--scale", type=float, help="value = (x * scale - mean) / std; e.g. 0.00392156862745098 (1/255)")
     add("--resize-short-side", type=int, metavar="N", help="1-crop: resize the short side to N, then crop")
     add("--crop-size", type=int, metavar="N", help="crop size = model input size (same field as --input-size)")
-    add("--input-size", type=int, metavar="N", help="model input size (for a dynamic-size model; a fixed one must match)")
+    add("--input-size", type=int, metavar="N",
+        help="model input size (for a dynamic-size model; a fixed one must match)")
     add("--crop-fraction", type=float, metavar="F", help="1-crop keeps this central fraction (e.g. 0.875)")
     add("--interpolation", metavar="NAME",
         help="cv2-bilinear, cv2-bicubic, pil-bilinear-antialias or pil-bicubic-antialias")
@@ -61,4 +61,7 @@ def add_override_options(group) -> None:
 
 def recipe_overrides(get) -> dict:
     """The override options that were given, by option name; `get(name)` reads one (args or pytest config)."""
+    # recipes.py brings dataclasses and typing (~10 ms): `--help` and a usage error do not need them.
+    from .recipes import OVERRIDE_OPTIONS
+
     return {name: get(name) for name in OVERRIDE_OPTIONS if get(name) is not None}

@@ -32,8 +32,8 @@ def pytest_addoption(parser):
     group.addoption("--models-dir", type=Path, help="model files (default: $EVALUATOR_MODELS_DIR or data/models)")
     group.addoption("--artifacts-dir", type=Path, help="predictions, caches and the report "
                     "(default: $EVALUATOR_ARTIFACTS_DIR or artifacts/)")
-    group.addoption("--baselines", type=Path, help="baselines file (default: baselines.yaml in the current directory or "
-                    "its parents, else this package's repository)")
+    group.addoption("--baselines", type=Path, help="baselines file (default: baselines.yaml in the current directory "
+                    "or its parents, else this package's repository)")
     group.addoption("--runtime", action="append", default=[],
                     help="only cases on this runtime (repeatable), e.g. onnxruntime, litert, ailia")
     group.addoption("--model", action="append", default=[], help="only cases of this catalogue model (repeatable)")
