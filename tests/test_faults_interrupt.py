@@ -30,6 +30,12 @@ def predict_arguments(root: Path, model: Path, artifacts: Path) -> list[str]:
     return predict_args(root, model, artifacts, "--chunk-size", CHUNK, "--batch-size", CHUNK, "--checkpoint-s", 0)
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default action, as in a terminal. A suite started as a background job (bash without
+    job control, `nohup ... &`) ignores SIGINT, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def finished_chunks(artifacts: Path) -> list[Path]:
     return sorted(artifacts.glob("predictions/*/parts/part-*.npy"))
 
@@ -55,7 +61,7 @@ def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(slow_case, t
                        hold_after_calls=2)
     artifacts = tmp_path / "artifacts"
     process = subprocess.Popen(predict_command(root, model, artifacts), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120  # only a hung run reaches it
     while len(finished_chunks(artifacts)) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
