@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BaselinesError, ModelError
-from .models import FORMAT_RUNTIMES
-
-_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
+from .models import FORMAT_RUNTIMES, format_of
 
 
 @dataclass(frozen=True)
@@ -49,13 +47,11 @@ def inspect_file(path: Path, recipe) -> ModelFacts:
     """Open the model with its default runtime and check it against `recipe`: layout and channels, input size,
     dtype and quantization, 1000 + class_offset outputs. ModelError, one line, naming what does not fit."""
     from .pipeline import RunSpec, inspect_model
-    from .runtimes import open_runtime, runtime_for_file
+    from .runtimes import open_runtime
 
     path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ModelError(f"{path}: not an ONNX or TFLite file (suffix {path.suffix or 'none'!r})")
-    runtime_name = runtime_for_file(path)
+    fmt = format_of(path)
+    runtime_name = FORMAT_RUNTIMES[fmt][0]
     info = inspect_model(RunSpec(path, recipe, "1-crop", runtime_name, workers=1))
     runtime = open_runtime(runtime_name, path, num_threads=1)
     try:
