@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import BaselinesError, EvaluatorError, clipped, did_you_mean, shown
 from .locations import REPO_ROOT, is_plain_name
 from .models import ModelEntry, check_keys, key_name, parse_models
-from .preprocess import RECIPES, TTA_MODES, Recipe
+from .recipes import RECIPES, TTA_MODES, Recipe, build_recipe
 
 DEFAULT_BASELINES = REPO_ROOT / "baselines.yaml"
 KINDS = ("documented", "official", "measured")
@@ -271,8 +271,6 @@ def _parse(path: Path, raw, problems: list[str]) -> Baselines | None:
 
 def parse_recipes(raw: dict, problems: list[str]) -> dict[str, Recipe]:
     """The built-in recipes plus the `recipes:` section's (each complete or `base` + overrides); problems listed."""
-    from .recipes import build_recipe
-
     recipes = dict(RECIPES)
     if not isinstance(raw, dict):
         problems.append("recipes: expected a mapping of recipe names to fields")

@@ -288,7 +288,7 @@ def _run_spec(args):
     from .evaluate import catalogue_spec, check_runtime, resolve_runtime
     from .locations import default_artifacts_dir, default_models_dir
     from .pipeline import RunSpec
-    from .preprocess import TTA_MODES
+    from .recipes import TTA_MODES
     from .recipes import resolve_recipe
     from .errors import RecipeError, did_you_mean
 
@@ -489,7 +489,7 @@ def cmd_add_model(args) -> int:
     from .add_model import NewModel, add_model
     from .baselines import DEFAULT_BASELINES
     from .locations import default_models_dir
-    from .preprocess import check_tta
+    from .recipes import check_tta
 
     if (args.documented is None) != (args.source is None):
         raise EvaluatorError("--documented TOP1 TOP5 and --source TEXT go together")
@@ -607,7 +607,7 @@ def cmd_validate(args) -> int:
     from .dataset import load_dataset
 
     baselines = _baselines(args)
-    from .preprocess import RECIPES
+    from .recipes import RECIPES
 
     print(f"{baselines.path}: follows the schema (evaluator/baselines.schema.json); {len(baselines.models)} models, "
           f"{len(baselines.recipes) - len(RECIPES)} declared recipes, {len(baselines.documented)} documented, "

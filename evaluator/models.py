@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .errors import ModelError, did_you_mean, shown
 from .locations import is_plain_name, model_search_dirs
+from .recipes import RECIPES
 
 PLAIN_NAME_RULE = "letters, digits, _ . + -; no '/', no '..'"
 
@@ -98,7 +99,7 @@ def parse_models(raw: dict, problems: list[str], recipes: dict | None = None,
         broken_recipes: declared recipes already reported as broken: naming one is not reported again.
     """
     if recipes is None:
-        from .preprocess import RECIPES as recipes
+        recipes = RECIPES
     models = {}
     for name, entry in (raw or {}).items():
         where = f"models.{key_name(name)}"

@@ -32,7 +32,7 @@ from evaluator.dataset import load_dataset
 from evaluator.errors import ArtifactError, ModelError, RecipeError
 from evaluator.evaluate import evaluate_case, failure_message
 from evaluator.pipeline import RunSpec, predict
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 
 pytest_plugins = ["pytester"]
