@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,6 @@ def key_name(key) -> str:
 
 def unknown_key(key, allowed) -> str:
     """ "unknown key; did you mean recipe? (allowed: ...)", the wording of the parser and the schema alike."""
-    import difflib
-
     close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown key{hint} (allowed: {', '.join(sorted(allowed))})"

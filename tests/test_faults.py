@@ -26,7 +26,8 @@ from test_decode import png_header_only
 from test_runtimes import make_onnx
 
 from evaluator.artifacts import PredictionStore
-from evaluator.baselines import Case, MeasuredRecord, load_baselines, update_measured
+from evaluator.baselines import Case, load_baselines
+from evaluator.baselines_update import MeasuredRecord, update_measured
 from evaluator.cli import main
 from evaluator.dataset import load_dataset
 from evaluator.errors import ArtifactError, ModelError, RecipeError
@@ -499,7 +500,7 @@ def run_dir(artifacts: Path, tta: str) -> Path:
 
 
 def _no_temp_files(directory: Path) -> bool:
-    # the update lock beside baselines.yaml (baselines.update_lock_path) is kept by design; it is no temporary file
+    # the update lock beside baselines.yaml (baselines_update.update_lock_path) is kept by design; it is no temporary file
     return not [p for p in directory.rglob(".*") if p.is_file() and p.name != ".baselines.yaml.lock"]
 
 
