@@ -2,7 +2,7 @@
 
 What a recipe is lives in evaluator/recipes.py; this module applies one. Stages, in order:
 
-    geometry()        TTA crop / resize (and letterbox padding) on the uint8 image (cacheable, see geometry_is_cacheable)
+    geometry()        TTA crop / resize (and letterbox padding) on the uint8 image (see geometry_is_cacheable)
     normalize()       colour order + values: clip((x * scale - mean) / std)
     preprocess()      both for one image, in the order the reference scripts use
     to_input()        batch layout (NCHW/NHWC) and input quantization for the model's input tensor

@@ -37,7 +37,8 @@ RANKINGS = ("argmax-lowest-id", "numpy-argsort")
 # NETWORK_IMAGE_RANGE_* constants of ailia.Classifier (REFERENCE §5.1)
 _AILIA_RANGES = ("U_INT8", "S_INT8", "U_FP32", "S_FP32", "IMAGENET")
 _RESIZE_WORDS = {"cv2-bilinear": "OpenCV bilinear", "cv2-bicubic": "OpenCV bicubic",
-                 "pil-bilinear-antialias": "PIL bilinear, antialiased", "pil-bicubic-antialias": "PIL bicubic, antialiased"}
+                 "pil-bilinear-antialias": "PIL bilinear, antialiased",
+                 "pil-bicubic-antialias": "PIL bicubic, antialiased"}
 
 
 @dataclass(frozen=True, kw_only=True)

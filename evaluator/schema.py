@@ -68,8 +68,14 @@ def _lines(error) -> list[str]:
 
 
 def _interval(schema: dict) -> str:
-    low = "(" + str(schema["exclusiveMinimum"]) if "exclusiveMinimum" in schema else "[" + str(schema.get("minimum", "-inf"))
-    high = str(schema["exclusiveMaximum"]) + ")" if "exclusiveMaximum" in schema else str(schema.get("maximum", "inf")) + "]"
+    if "exclusiveMinimum" in schema:
+        low = "(" + str(schema["exclusiveMinimum"])
+    else:
+        low = "[" + str(schema.get("minimum", "-inf"))
+    if "exclusiveMaximum" in schema:
+        high = str(schema["exclusiveMaximum"]) + ")"
+    else:
+        high = str(schema.get("maximum", "inf")) + "]"
     return f"{low}, {high}"
 
 
