@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 from .errors import RecipeError, did_you_mean
 
+# The TTA modes: named geometries, each a branch of preprocess.geometry() (what it keeps and loses is said there).
 TTA_MODES = ("none", "keep-aspect", "1-crop")
 
+# The values each field accepts
 _NONE_GEOMETRIES = ("stretch", "letterbox")
 _CROP_GEOMETRIES = ("short-side", "central-fraction")
 _RESIZES = ("cv2-bilinear", "cv2-bicubic", "pil-bilinear-antialias", "pil-bicubic-antialias")
@@ -43,7 +45,7 @@ _RESIZE_WORDS = {"cv2-bilinear": "OpenCV bilinear", "cv2-bicubic": "OpenCV bicub
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
-    """How one model family turns a decoded image into its input; see the module docstring for the stages."""
+    """How one model family turns a decoded image into its input; evaluator/preprocess.py lists the stages."""
 
     name: str
     summary: str
