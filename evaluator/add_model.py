@@ -17,7 +17,8 @@ from .baselines_update import update_lock_path
 from .catalogue_yaml import dump, read_yaml, round_trip_yaml
 from .errors import BaselinesError, ModelError
 from .locations import model_search_dirs
-from .models import FORMAT_RUNTIMES, format_of
+from .evaluate import file_format
+from .models import FORMAT_RUNTIMES
 from .pipeline import RunSpec, inspect_model
 from .recipes import OVERRIDE_OPTIONS, resolve_recipe
 from .runtimes import open_runtime
@@ -56,7 +57,10 @@ def inspect_file(path: Path, recipe) -> ModelFacts:
     """Open the model with its default runtime and check it against `recipe`: layout and channels, input size,
     dtype and quantization, 1000 + class_offset outputs. ModelError, one line, naming what does not fit."""
     path = Path(path)
-    fmt = format_of(path)
+    fmt = file_format(path)
+    if fmt is None:
+        known = ", ".join("." + fmt for fmt in FORMAT_RUNTIMES)
+        raise ModelError(f"{path}: unknown model file type {path.suffix or '(no suffix)'!r}; expected one of {known}")
     runtime_name = FORMAT_RUNTIMES[fmt][0]
     info = inspect_model(RunSpec(path, recipe, "1-crop", runtime_name, workers=1))
     runtime = open_runtime(runtime_name, path, num_threads=1)

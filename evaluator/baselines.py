@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .case import CaseId
 from .catalogue_yaml import read_yaml
 from .errors import BaselinesError, EvaluatorError, clipped, did_you_mean, shown
 from .locations import REPO_ROOT, is_plain_name
@@ -59,19 +60,14 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class Case:
-    """One regression case: model x precision x TTA x runtime, judged against documented or official numbers."""
+class Case(CaseId):
+    """One regression case: a CaseId judged against documented or official numbers."""
 
-    model: str
-    precision: str
-    tta: str
-    runtime: str
     kind: str  # documented | official
 
     @property
     def case_id(self) -> str:
-        suffix = "-official" if self.kind == "official" else ""
-        return f"{self.model}-{self.precision}-{self.tta}-{self.runtime}{suffix}"
+        return f"{self}-official" if self.kind == "official" else str(self)
 
 
 @dataclass(frozen=True)

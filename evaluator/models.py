@@ -12,18 +12,9 @@ from .recipes import RECIPES
 
 PLAIN_NAME_RULE = "letters, digits, _ . + -; no '/', no '..'"
 
-# Which runtimes can open which file format (a format is also its file name ending); the first one is the default
-# where ailia is not licensed.
+# Which runtimes can open which file format (a format is also its file name ending, see evaluate.file_format); the
+# first one is the default where ailia is not licensed.
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "ailia"), "tflite": ("litert", "ailia")}
-
-
-def format_of(model_path: str | Path) -> str:
-    """The format of a model file by its name ending ("onnx", "tflite"); ModelError naming the known endings."""
-    suffix = Path(model_path).suffix.lower()
-    if suffix[1:] not in FORMAT_RUNTIMES:
-        known = ", ".join("." + fmt for fmt in FORMAT_RUNTIMES)
-        raise ModelError(f"{model_path}: unknown model file type {suffix or '(no suffix)'!r}; expected one of {known}")
-    return suffix[1:]
 
 
 @dataclass(frozen=True)

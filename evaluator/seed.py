@@ -96,7 +96,7 @@ def _plain_name(parser: argparse.ArgumentParser, what: str, name: str) -> str:
 
 def prediction_main(argv: list[str] | None = None) -> int:
     """`python3 prediction.py -m MODEL [-t] [-p KEY=VALUE ...]`."""
-    from .dataset import default_imagenet_dir
+    from .locations import default_imagenet_dir
 
     parser = _seed_parser("prediction.py", "dataset name under data/ (default: $EVALUATOR_IMAGENET_DIR, or "
                                            "data/imagenet); it also names the output directory")
@@ -161,7 +161,8 @@ def _score_texts(predictions: Path) -> tuple[int, int, int]:
     import numpy as np
 
     from .artifacts import read_prediction_texts
-    from .dataset import SYNSET_MAPPING, VAL_SOLUTION, default_imagenet_dir, read_synset_mapping, read_val_solution
+    from .dataset import SYNSET_MAPPING, VAL_SOLUTION, read_synset_mapping, read_val_solution
+    from .locations import default_imagenet_dir
 
     image_ids, top5_ids = read_prediction_texts(predictions)
     if not len(image_ids):
