@@ -1,15 +1,15 @@
 """Tests for evaluator/preprocess.py: exact integer geometry, values per recipe, ordering, quantization, errors."""
 
 import dataclasses
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from evaluator.dataset import IMAGE_SUBDIR
 from evaluator.errors import RecipeError
+from evaluator.locations import fixtures_dir
 from evaluator.preprocess import (
     geometry,
     geometry_is_cacheable,
@@ -395,8 +395,7 @@ def test_rejects_images_that_are_not_hxwx3_uint8():
 # --- one real validation image --------------------------------------------------------------------------------------
 
 def test_every_recipe_and_tta_on_a_real_image():
-    fixtures = Path(os.environ.get("EVALUATOR_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
-    path = fixtures / "imagenet" / "ILSVRC" / "Data" / "CLS-LOC" / "val" / "ILSVRC2012_val_00000001.JPEG"
+    path = fixtures_dir() / "imagenet" / IMAGE_SUBDIR / "ILSVRC2012_val_00000001.JPEG"
     if not path.is_file():
         pytest.skip(f"{path} absent: put the ImageNet fixture slice there (see SOURCES.md)")
     image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
