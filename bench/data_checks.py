@@ -36,7 +36,7 @@ from evaluator.dataset import IMAGE_SUBDIR, load_dataset
 from evaluator.decode import decode_image
 from evaluator.locations import fixtures_dir
 from evaluator.pipeline import RunSpec, changed_images, predict
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from imagenet_factory import make_imagenet  # noqa: E402  (the tests' generator of Kaggle-layout sets)

@@ -62,7 +62,8 @@ from evaluator.locations import fixtures_dir
 from evaluator.metrics import largest_class_changes, paired_compare, topk_hits
 from evaluator.models import FORMAT_RUNTIMES
 from evaluator.pipeline import RunSpec, available_cores, inspect_model, model_batch_size, predict
-from evaluator.preprocess import from_geometry, geometry, get_recipe, to_input
+from evaluator.preprocess import geometry, normalize, to_input
+from evaluator.recipes import get_recipe
 from evaluator.runtimes import open_runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,7 +249,7 @@ def inference_seconds_per_image(model: ModelUnderTest, spec: RunSpec, geometries
     recipe = spec.recipe
     runtime = open_runtime(model.runtime, model.path, num_threads=1)
     try:
-        images = np.stack([from_geometry(g, recipe, TTA, size=size) for g in geometries])
+        images = np.stack([normalize(g, recipe) for g in geometries])
         batch = model_batch_size(spec, runtime)  # as the pipeline calls the runtime
         batches = [to_input(images[i:i + batch], recipe, runtime.input_spec) for i in range(0, len(images), batch)]
         runtime.run(batches[0])  # warm-up: first-call allocations are not the model's steady cost

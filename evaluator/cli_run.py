@@ -43,8 +43,7 @@ from .pipeline import (
     predict,
     predictions_dir,
 )
-from .preprocess import TTA_MODES
-from .recipes import describe_fields, resolve_recipe
+from .recipes import TTA_MODES, describe_fields, resolve_recipe
 from .verdict import Measurement, judge_case
 
 

@@ -36,7 +36,7 @@ from .decode_cache import CACHE_DIR, mark_used
 from .errors import ArtifactError, ImageDecodeError, ModelError
 from .locations import inside
 from .model_hash import file_sha256
-from .preprocess import Recipe
+from .recipes import Recipe
 from .progress import Progress
 from .shard import Shard
 

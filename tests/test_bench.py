@@ -15,7 +15,7 @@ from imagenet_factory import make_imagenet
 from evaluator.artifacts import read_prediction_texts
 from evaluator.dataset import load_dataset
 from evaluator.pipeline import RunSpec, predict
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 
 REPO = Path(__file__).resolve().parents[1]

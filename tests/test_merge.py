@@ -17,7 +17,7 @@ from evaluator.cli import main
 from evaluator.dataset import load_dataset, select
 from evaluator.locations import fixtures_dir
 from evaluator.pipeline import RunSpec, StoredPredictionsMissing, predict
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 from evaluator.shard import Shard
 

@@ -9,7 +9,7 @@ from evaluator.artifacts import PredictionStore
 from evaluator.dataset import load_dataset
 from evaluator.errors import EvaluatorError
 from evaluator.pipeline import RunSpec, predict
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 from evaluator.shard import Shard, parse_shard, shard_of
 
