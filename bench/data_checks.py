@@ -36,7 +36,7 @@ from imagenet_factory import make_imagenet  # noqa: E402
 
 from timing import best_of  # noqa: E402  (bench/ is the script's directory)
 from evaluator import stamps  # noqa: E402
-from evaluator.artifacts import PredictionStore  # noqa: E402
+from evaluator.prediction_store import PredictionStore  # noqa: E402
 from evaluator.dataset import IMAGE_SUBDIR, load_dataset  # noqa: E402
 from evaluator.decode import decode_image  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402

@@ -27,7 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evaluator.artifacts import Predictions, PredictionStore  # noqa: E402
+from evaluator.prediction_store import PredictionStore  # noqa: E402
+from evaluator.predictions import Predictions  # noqa: E402
 from evaluator.merge import merge_artifacts  # noqa: E402
 from evaluator.shard import Shard  # noqa: E402
 

@@ -50,7 +50,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evaluator.artifacts import Predictions, PredictionStore, read_prediction_texts  # noqa: E402
+from evaluator.prediction_store import PredictionStore  # noqa: E402
+from evaluator.predictions import Predictions  # noqa: E402
+from evaluator.seed import read_prediction_texts  # noqa: E402
 from evaluator.baselines import load_baselines  # noqa: E402
 from evaluator.dataset import (CSV_HEADER, IMAGE_SUBDIR, SYNSET_MAPPING, VAL_SOLUTION, Dataset,  # noqa: E402
                                load_dataset)

@@ -81,7 +81,7 @@ def add_model(baselines_path: Path, new: NewModel, models_dir: Path) -> list[str
     Refused with one line (BaselinesError/ModelError/RecipeError) when the name is taken, the file does not fit the
     recipe, or the result would not validate; nothing is written then.
     """
-    from .artifacts import atomic_write_text, file_lock
+    from .fileio import atomic_write_text, file_lock
     from .baselines import _dump, _yaml, list_cases, load_baselines, update_lock_path, validate_raw
     from .recipes import OVERRIDE_OPTIONS, resolve_recipe
 

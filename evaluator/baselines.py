@@ -552,7 +552,7 @@ def update_measured(path: str | Path, records: list[MeasuredRecord], today: str 
     """
     from ruamel.yaml.comments import CommentedSeq
 
-    from .artifacts import atomic_write_text, file_lock
+    from .fileio import atomic_write_text, file_lock
 
     path = Path(path)
     today = today or _dt.date.today().isoformat()

@@ -345,7 +345,8 @@ def _scores_json(scores, n_listed: int) -> dict:
 def cmd_predict(args) -> int:
     import dataclasses
 
-    from .artifacts import write_prediction_texts
+    from .prediction_store import PREDICTIONS_CSV
+    from .seed import write_prediction_texts
     from .evaluate import failed_image_lines, score
     from .locations import default_artifacts_dir
     from .pipeline import predict
@@ -365,27 +366,28 @@ def cmd_predict(args) -> int:
             f"`python -m evaluator merge`")
     if run.reused:
         say(f"reused {run.reused} images from an earlier run, predicted {run.computed}")
-    say(f"predictions: {run.artifact_dir / 'predictions.csv'}")
+    say(f"predictions: {run.artifact_dir / PREDICTIONS_CSV}")
     if args.write_texts:
         write_prediction_texts(run.predictions, args.write_texts, dataset.class_names)
         say(f"per-image text files: {args.write_texts}")
     scores = score(run.predictions)
     for line in scores.lines(dataset.n_listed):
         say(line)
-    for line in failed_image_lines(run.predictions, run.artifact_dir / "predictions.csv"):
+    for line in failed_image_lines(run.predictions, run.artifact_dir / PREDICTIONS_CSV):
         say(line)
     if args.json:
         print(json.dumps({
             **_scores_json(scores, dataset.n_listed), "model_path": str(spec.model_path), "runtime": spec.runtime,
             "runtime_version": run.meta.get("runtime_version"), "tta": spec.tta, "input_size": input_size,
             "recipe": dataclasses.asdict(spec.recipe), "dataset_fingerprint": dataset.fingerprint,
-            "predictions": str(run.artifact_dir / "predictions.csv"), "reused": run.reused,
+            "predictions": str(run.artifact_dir / PREDICTIONS_CSV), "reused": run.reused,
             "computed": run.computed}, indent=1))
     return 0
 
 
 def cmd_accuracy(args) -> int:
-    from .artifacts import PredictionStore, atomic_write_text, read_json
+    from .fileio import atomic_write_text
+    from .prediction_store import PredictionStore, is_run_dir
     from .evaluate import failed_image_lines, score
 
     say = _printer(args)
@@ -403,14 +405,14 @@ def cmd_accuracy(args) -> int:
                                  "run `python -m evaluator predict` with the same options to predict them again")
         where = run_dir
         say(f"predictions: {run_dir}")
-    if (Path(where) / "meta.json").is_file():
-        recipe = read_json(Path(where) / "meta.json").get("recipe_fields")
+    if is_run_dir(where):
+        recipe = PredictionStore(where).meta().get("recipe_fields")
         if recipe:  # the header of the run that made them: the recipe with every field
             say("recipe " + recipe["name"] + ": " + ", ".join(f"{k}={v}" for k, v in recipe.items()
                                                             if k not in ("name", "summary")))
     scores = score(predictions)
     lines = scores.lines(dataset.n_listed)
-    table = Path(where) / "predictions.csv" if Path(where).is_dir() else where
+    table = PredictionStore(where).csv_path if Path(where).is_dir() else where
     lines += failed_image_lines(predictions, table)
     for line in lines:
         say(line)
@@ -451,13 +453,14 @@ def _verdict_lines(args, dataset, predictions, scores) -> list[str]:
 def _stored_run_dir(args, dataset) -> Path:
     """The finished predictions artifact of this model/recipe/TTA/runtime/dataset, without running anything."""
     from .locations import default_artifacts_dir
-    from .pipeline import artifact_key, predictions_dir
+    from .pipeline import artifact_key
+    from .prediction_store import is_run_dir, run_dir
 
     spec = _run_spec(args)
     key = artifact_key(spec, _inspect(args, spec), dataset)
-    directory = predictions_dir(args.artifacts_dir or default_artifacts_dir(), spec.model_path, spec.tta,
+    directory = run_dir(args.artifacts_dir or default_artifacts_dir(), spec.model_path, spec.tta,
                                 spec.runtime, key)
-    if not (directory / "meta.json").is_file():
+    if not is_run_dir(directory):
         raise EvaluatorError(f"no finished predictions for this model, recipe, TTA, runtime and dataset "
                              f"(looked in {directory}); run `python -m evaluator predict` with the same options first")
     return directory
@@ -465,11 +468,13 @@ def _stored_run_dir(args, dataset) -> Path:
 
 def _load_any_predictions(path: Path, dataset):
     """A predictions artifact directory/CSV, or a directory of the seed's per-image text files, with labels."""
-    from .artifacts import PredictionStore, Predictions, read_prediction_texts
+    from .prediction_store import PREDICTIONS_CSV, PredictionStore, is_run_dir
+    from .predictions import Predictions
+    from .seed import read_prediction_texts
     import numpy as np
 
     path = Path(path)
-    if (path / "meta.json").is_file() or path.name == "predictions.csv":
+    if is_run_dir(path) or path.name == PREDICTIONS_CSV:
         return PredictionStore(path if path.is_dir() else path.parent).load(), path
     image_ids, top5_ids = read_prediction_texts(path)
     label_of = dict(zip(dataset.image_ids, dataset.labels))
@@ -650,14 +655,15 @@ def cmd_report(args) -> int:
 
 def load_predictions(path: Path):
     """Predictions from an artifact directory, its predictions.csv, or a per-image record (.csv.gz)."""
-    from .artifacts import PredictionStore, read_predictions_record
+    from .prediction_store import META_JSON, PredictionStore, is_run_dir
+    from .predictions import read_predictions_record
 
     path = Path(path)
     if path.suffix == ".gz":
         return read_predictions_record(path)
     directory = path if path.is_dir() else path.parent
-    if not (directory / "meta.json").is_file():
-        raise EvaluatorError(f"{path}: not a finished predictions artifact (no meta.json) nor a .csv.gz record")
+    if not is_run_dir(directory):
+        raise EvaluatorError(f"{path}: not a finished predictions artifact (no {META_JSON}) nor a .csv.gz record")
     return PredictionStore(directory).load()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import Predictions
+from .predictions import Predictions
 from .baselines import Baselines, Case
 from .dataset import Dataset
 from .errors import EvaluatorError, RuntimeUnavailable, did_you_mean

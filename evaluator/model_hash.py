@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .artifacts import file_lock, read_json, write_json_atomic
+from .fileio import file_lock, read_json, write_json_atomic
 from .errors import ArtifactError
 
 CACHE_FILE = "model-sha256.json"

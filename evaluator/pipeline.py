@@ -29,8 +29,9 @@ import numpy as np
 
 from . import __version__
 from . import stamps
-from .artifacts import (Predictions, PredictionStore, atomic_write_array, atomic_write_bytes, cache_key, file_lock,
-                         read_array_exactly, read_json, replace_directory)
+from .fileio import atomic_write_array, atomic_write_bytes, cache_key, file_lock, read_array, read_json, replace_directory
+from .prediction_store import PREDICTIONS_DIR, PredictionStore, run_dir
+from .predictions import Predictions
 from .dataset import Dataset
 from .decode_cache import CACHE_DIR, mark_used
 from .errors import ArtifactError, ImageDecodeError, ModelError
@@ -392,8 +393,8 @@ def _cached_geometry(config: _WorkerConfig, chunk: _Chunk,
     try:
         if images_file is None:
             raise OSError("decode cache off")
-        images = read_array_exactly(images_file, (n, size, size, 3), np.uint8)
-        cached_stamps = read_array_exactly(stamps_file, (n, 4), np.int64)
+        images = read_array(images_file, (n, size, size, 3), np.uint8)
+        cached_stamps = read_array(stamps_file, (n, 4), np.int64)
         errors = [str(error) for error in read_json(errors_file)] if errors_file.is_file() else [""] * n
         if len(errors) != n:
             raise ValueError("errors list of another length")
@@ -489,11 +490,6 @@ def open_geometry_cache(artifacts_dir: Path, spec: RunSpec, input_size: int) -> 
     return directory
 
 
-def predictions_dir(artifacts_dir: Path, model_path: Path, tta: str, runtime: str, key: str) -> Path:
-    """Directory of the predictions artifact with this cache key."""
-    return Path(artifacts_dir) / "predictions" / f"{Path(model_path).stem}-{tta}-{runtime}-{key}"
-
-
 def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: bool = False,
             progress: bool | TextIO | None = None, shard: Shard | None = None, stored_only: bool = False) -> RunResult:
     """Predict every image of the dataset (or of one image shard of it), reusing a finished artifact or the finished
@@ -501,8 +497,8 @@ def predict(dataset: Dataset, spec: RunSpec, artifacts_dir: Path, *, recompute: 
     verify_data) is predicted again. stored_only: never predict, a missing artifact raises StoredPredictionsMissing."""
     info = inspect_model(spec, artifacts_dir)
     key = artifact_key(spec, info, dataset)  # a shard keeps the whole dataset's key: merge rebuilds that artifact
-    directory = inside(Path(artifacts_dir) / "predictions",
-                       predictions_dir(artifacts_dir, spec.model_path, spec.tta, spec.runtime, key))
+    directory = inside(Path(artifacts_dir) / PREDICTIONS_DIR, run_dir(artifacts_dir, spec.model_path, spec.tta,
+                                                                     spec.runtime, key))
     shard_meta = {}
     if shard is not None:
         shard_meta = {**shard.meta(len(dataset)), "dataset_fingerprint": dataset.fingerprint}

@@ -489,7 +489,9 @@ def _predictions_summary(suite: Suite, runs: list[dict]) -> list[str]:
 
 def _update_baselines(config, suite: Suite, state: SessionState) -> list[str]:
     """Write the changed per-image records and measured entries; lines for the terminal."""
-    from .artifacts import PredictionStore, atomic_write_bytes, predictions_record_bytes
+    from .fileio import atomic_write_bytes
+    from .prediction_store import PredictionStore
+    from .predictions import predictions_record_bytes
     from .baselines import MeasuredRecord, record_relpath, update_measured
 
     accept = config.getoption("accept_documented_gap")

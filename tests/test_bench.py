@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from imagenet_factory import make_imagenet
 
-from evaluator.artifacts import read_prediction_texts
+from evaluator.seed import read_prediction_texts
 from evaluator.dataset import load_dataset
 from evaluator.pipeline import RunSpec, predict
 from evaluator.preprocess import get_recipe

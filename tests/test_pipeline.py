@@ -11,7 +11,7 @@ import pytest
 from imagenet_factory import make_imagenet
 
 import evaluator.pipeline as pipeline
-from evaluator.artifacts import PredictionStore
+from evaluator.prediction_store import PredictionStore
 from evaluator.dataset import load_dataset
 from evaluator.decode_cache import USED_MARKER
 from evaluator.decode import decode_image

@@ -5,7 +5,8 @@ import re
 import pytest
 
 from evaluator.locations import fixtures_dir
-from evaluator.seed import SeedRun, accuracy_main, output_name, prediction_main, translate
+from evaluator.seed import SeedRun, output_name, translate
+from evaluator.seed_commands import accuracy_main, prediction_main
 
 
 @pytest.mark.parametrize("model, tflite, params, expected", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from imagenet_factory import make_imagenet
 
-from evaluator.artifacts import PredictionStore
+from evaluator.prediction_store import PredictionStore
 from evaluator.dataset import load_dataset
 from evaluator.errors import EvaluatorError
 from evaluator.pipeline import RunSpec, predict

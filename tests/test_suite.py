@@ -106,7 +106,7 @@ def test_xdist_and_serial_give_the_same_verdicts(project, tmp_path):
 def test_changed_recipe_fails_with_paired_numbers_and_restoring_passes(fixtures, tmp_path, monkeypatch):
     from evaluator import preprocess
     from evaluator.baselines import Case, MeasuredRecord, load_baselines, record_relpath, update_measured
-    from evaluator.artifacts import write_predictions_record
+    from evaluator.predictions import write_predictions_record
     from evaluator.dataset import load_dataset
     from evaluator.evaluate import evaluate_case, failure_message
 
