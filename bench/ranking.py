@@ -22,7 +22,7 @@ from timing import best_of  # noqa: E402  (bench/ is the script's directory)
 from evaluator.dataset import load_dataset, subset  # noqa: E402
 from evaluator.decode import decode_image  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
-from evaluator.pipeline import top_k  # noqa: E402
+from evaluator.ranking import top_k  # noqa: E402
 from evaluator.preprocess import geometry, get_recipe, inputs_from_geometry  # noqa: E402
 from evaluator.runtimes import open_runtime  # noqa: E402
 

@@ -61,7 +61,9 @@ from evaluator.evaluate import score  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
 from evaluator.metrics import largest_class_changes, paired_compare, topk_hits  # noqa: E402
 from evaluator.models import FORMAT_RUNTIMES  # noqa: E402
-from evaluator.pipeline import RunSpec, available_cores, inspect_model, model_batch_size, predict  # noqa: E402
+from evaluator.model_runtime import RuntimePool, inspect_model, model_batch_size  # noqa: E402
+from evaluator.pipeline import predict  # noqa: E402
+from evaluator.run_spec import available_cores, RunSpec  # noqa: E402
 from evaluator.preprocess import from_geometry, geometry, get_recipe, to_input  # noqa: E402
 from evaluator.runtimes import open_runtime  # noqa: E402
 
@@ -179,15 +181,16 @@ def cold_and_warm_seconds(spec: RunSpec, dataset: Dataset, artifacts: Path,
     """predict() with an empty decode cache, then again with it filled (predictions recomputed): the best of each,
     and the predictions (the same every time)."""
     cold_s, warm_s = [], []
-    for attempt in range(attempts):
-        started = time.perf_counter()
-        cold = predict(dataset, spec, artifacts / str(attempt), progress=False)
-        cold_s.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        warm = predict(dataset, spec, artifacts / str(attempt), recompute=True, progress=False)
-        warm_s.append(time.perf_counter() - started)
-        assert warm.computed == len(dataset.image_ids)
-        assert np.array_equal(warm.predictions.top5_ids, cold.predictions.top5_ids)
+    with RuntimePool() as runtimes:  # the runtimes stay open from one run to the next, as in a pytest session
+        for attempt in range(attempts):
+            started = time.perf_counter()
+            cold = predict(dataset, spec, artifacts / str(attempt), progress=False, runtimes=runtimes)
+            cold_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            warm = predict(dataset, spec, artifacts / str(attempt), recompute=True, progress=False, runtimes=runtimes)
+            warm_s.append(time.perf_counter() - started)
+            assert warm.computed == len(dataset.image_ids)
+            assert np.array_equal(warm.predictions.top5_ids, cold.predictions.top5_ids)
     return min(cold_s), min(warm_s), cold.predictions
 
 

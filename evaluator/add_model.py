@@ -48,7 +48,8 @@ class NewModel:
 def inspect_file(path: Path, recipe) -> ModelFacts:
     """Open the model with its default runtime and check it against `recipe`: layout and channels, input size,
     dtype and quantization, 1000 + class_offset outputs. ModelError, one line, naming what does not fit."""
-    from .pipeline import RunSpec, inspect_model
+    from .model_runtime import inspect_model
+    from .run_spec import RunSpec
     from .runtimes import open_runtime, runtime_for_file
 
     path = Path(path)

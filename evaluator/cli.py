@@ -287,7 +287,7 @@ def _dataset(args):
 def _run_spec(args):
     from .evaluate import catalogue_spec, check_runtime, resolve_runtime
     from .locations import default_artifacts_dir, default_models_dir
-    from .pipeline import RunSpec
+    from .run_spec import RunSpec
     from .preprocess import TTA_MODES
     from .recipes import resolve_recipe
     from .errors import RecipeError, did_you_mean
@@ -316,13 +316,13 @@ def _run_spec(args):
     return spec
 
 
-def _inspect(args, spec):
+def _inspect(args, spec, runtimes=None):
     """The model's input size and hash; a fixed input size that contradicts --input-size/--crop-size is an error."""
     from .errors import ModelError
     from .locations import default_artifacts_dir
-    from .pipeline import inspect_model
+    from .model_runtime import inspect_model
 
-    info = inspect_model(spec, args.artifacts_dir or default_artifacts_dir())
+    info = inspect_model(spec, args.artifacts_dir or default_artifacts_dir(), runtimes)
     wanted = args.input_size or args.crop_size
     if wanted and info.input_size != wanted:
         raise ModelError(f"{spec.model_path}: the model's input is fixed at {info.input_size}x{info.input_size}; "
@@ -349,6 +349,7 @@ def cmd_predict(args) -> int:
     from .seed import write_prediction_texts
     from .evaluate import failed_image_lines, score
     from .locations import default_artifacts_dir
+    from .model_runtime import RuntimePool
     from .pipeline import predict
     from .recipes import describe_fields
 
@@ -356,11 +357,12 @@ def cmd_predict(args) -> int:
     spec = _run_spec(args)
     dataset = _dataset(args)
     say(dataset.describe())
-    input_size = _inspect(args, spec).input_size  # the model's own size (128, 160, ...), not the recipe's default
-    say(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
-    say(f"recipe {describe_fields(spec.recipe)}")
-    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute,
-                  shard=args.shard)
+    with RuntimePool() as runtimes:  # the runtime that inspects the model becomes a worker's
+        input_size = _inspect(args, spec, runtimes).input_size  # the model's own size (128, 160, ...)
+        say(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
+        say(f"recipe {describe_fields(spec.recipe)}")
+        run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute,
+                      shard=args.shard, runtimes=runtimes)
     if args.shard:
         say(f"image shard {args.shard}: {len(run.predictions):,} of {len(dataset):,} images; join the shards with "
             f"`python -m evaluator merge`")
@@ -588,7 +590,7 @@ def _catalogue_json(baselines, models_dir) -> dict:
     from .baselines import list_cases
     from .locations import default_models_dir
     from .models import locate_model_file
-    from .pipeline import file_sha256
+    from .model_hash import file_sha256
 
     models = {}
     for name, entry in baselines.models.items():

@@ -14,7 +14,9 @@ from .errors import EvaluatorError, RuntimeUnavailable, did_you_mean
 from .fetch import FETCH_LOCK_FILE
 from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .models import locate_model_file, missing_model_message
-from .pipeline import RunResult, RunSpec, predict
+from .model_runtime import RuntimePool
+from .pipeline import predict, RunResult
+from .run_spec import RunSpec
 from .recipes import resolve_recipe
 from .shard import Shard
 from .verdict import Measurement, Verdict, judge_case
@@ -148,24 +150,26 @@ class CaseOutcome:
 
 def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
                  *, recompute: bool = False, progress=None, shard: Shard | None = None, stored_only: bool = False,
-                 **knobs) -> RunResult:
+                 runtimes: RuntimePool | None = None, **knobs) -> RunResult:
     """Run (or reuse) one case's predictions, of every image or of one image shard, without judging them.
 
     Args:
+        runtimes: keeps opened runtimes for the caller's next case (pipeline.predict).
         knobs: RunSpec fields, and `overrides`: ad-hoc recipe overrides (pytest --mean ...) on the catalogue's recipe.
     """
     check_runtime(case.runtime)
     spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir,
                           hash_cache_dir=artifacts_dir, **knobs)
     return predict(dataset, spec, artifacts_dir, recompute=recompute, progress=progress, shard=shard,
-                   stored_only=stored_only)
+                   stored_only=stored_only, runtimes=runtimes)
 
 
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, progress=None, stored_only: bool = False, **knobs) -> CaseOutcome:
+                  *, recompute: bool = False, progress=None, stored_only: bool = False,
+                  runtimes: RuntimePool | None = None, **knobs) -> CaseOutcome:
     """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
     run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute, progress=progress,
-                       stored_only=stored_only, **knobs)
+                       stored_only=stored_only, runtimes=runtimes, **knobs)
     scores = score(run.predictions)
     measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
                               fingerprint=dataset.fingerprint, predictions=run.predictions)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ArtifactError, EvaluatorError
 from .fileio import atomic_write_bytes, file_lock
 from .prediction_store import META_JSON, PREDICTIONS_CSV, PREDICTIONS_DIR, TABLE_META_KEY, PredictionStore, run_dir
 from .predictions import Predictions
-from .errors import ArtifactError, EvaluatorError
 from .shard import SHARD_META_KEY, Shard, shard_of
 
 # meta.json fields on which all shards of one case must agree: (key, how a message names it)

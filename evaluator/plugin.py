@@ -232,6 +232,7 @@ class Suite:
     def __init__(self, config, baselines_path: Path):
         from .baselines import list_cases, load_baselines
         from .locations import default_artifacts_dir, default_models_dir
+        from .model_runtime import RuntimePool
 
         self.config = config
         self.baselines = load_baselines(baselines_path)
@@ -248,6 +249,7 @@ class Suite:
         self.stored_only = config.getoption("stored_only")
         self.overrides = _overrides(config, self.baselines, cases)
         self._dataset = None
+        self.runtimes = RuntimePool()  # the last model's runtimes, kept for its next case; closed at unconfigure
 
     def session_data_problem(self) -> str | None:
         """Why no case can use the dataset (malformed, empty, or an --imagenet-dir that does not exist), as one
@@ -323,7 +325,7 @@ class Suite:
                                     recompute=self.config.getoption("recompute"), workers=workers,
                                     verify_data=self.config.getoption("verify_data"),
                                     progress=_TerminalStream(self.config), stored_only=self.stored_only,
-                                    overrides=self.overrides)
+                                    overrides=self.overrides, runtimes=self.runtimes)
         except StoredPredictionsMissing as exc:
             record_result(self.config, unrun_result(self.baselines, case, "error", str(exc)))
             missing = f"{case.case_id}: {exc}"
@@ -368,7 +370,7 @@ class Suite:
             run = predict_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
                                recompute=self.config.getoption("recompute"), workers=workers,
                                progress=_TerminalStream(self.config), shard=self.image_shard,
-                               stored_only=self.stored_only, overrides=self.overrides)
+                               stored_only=self.stored_only, overrides=self.overrides, runtimes=self.runtimes)
         except ModelFileMissing as exc:
             self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
                               f"`python -m evaluator fetch` downloads them")
@@ -380,7 +382,7 @@ class Suite:
 
 
 def _cores() -> int:
-    from .pipeline import available_cores
+    from .run_spec import available_cores
 
     return available_cores()
 
@@ -444,6 +446,12 @@ def _share_measured(config, outcome) -> None:
 
 
 # --- end of session: baselines, report, strict-data --------------------------------------------------------------
+
+
+def pytest_unconfigure(config):
+    suite = config.stash.get(SUITE_KEY, None)
+    if suite is not None:
+        suite.runtimes.close()
 
 
 def pytest_sessionfinish(session, exitstatus):

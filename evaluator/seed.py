@@ -65,7 +65,8 @@ def translate(model: str, tflite: bool, params: list[str]) -> SeedRun:
     if tflite:
         if model not in SEED_TFLITE_MODEL:
             raise EvaluatorError(did_you_mean("tflite model", model, SEED_TFLITE_MODEL))
-        name = "efficientnetlite0_torch" if model == "efficientnet_lite" and "torch" in words else SEED_TFLITE_MODEL[model]
+        torch = model == "efficientnet_lite" and "torch" in words
+        name = "efficientnetlite0_torch" if torch else SEED_TFLITE_MODEL[model]
         if "float" in words:
             precision = "float"
         elif "legacy" in words or name == "efficientnetlite0_torch":

@@ -42,7 +42,8 @@ def prediction_main(argv: list[str] | None = None) -> int:
     parser = _seed_parser("prediction.py", "dataset name under data/ (default: $EVALUATOR_IMAGENET_DIR, or "
                                            "data/imagenet); it also names the output directory")
     parser.add_argument("-t", "--tflite", action="store_true", help="run the ailia-models-tflite script's model")
-    parser.add_argument("-p", "--param", nargs="*", default=[], help="script parameters, e.g. a=resnet50_pytorch t=1_crop")
+    parser.add_argument("-p", "--param", nargs="*", default=[],
+                        help="script parameters, e.g. a=resnet50_pytorch t=1_crop")
     args = parser.parse_args(argv)
     try:
         run = translate(args.model, args.tflite, args.param)

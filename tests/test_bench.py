@@ -11,7 +11,8 @@ from imagenet_factory import make_imagenet
 
 from evaluator.seed import read_prediction_texts
 from evaluator.dataset import load_dataset
-from evaluator.pipeline import RunSpec, predict
+from evaluator.pipeline import predict
+from evaluator.run_spec import RunSpec
 from evaluator.preprocess import get_recipe
 from evaluator.runtimes.fake import FakeModel
 

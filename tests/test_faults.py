@@ -32,7 +32,8 @@ from evaluator.cli import main
 from evaluator.dataset import load_dataset
 from evaluator.errors import ArtifactError, ModelError, RecipeError
 from evaluator.evaluate import evaluate_case, failure_message
-from evaluator.pipeline import RunSpec, predict
+from evaluator.pipeline import predict
+from evaluator.run_spec import RunSpec
 from evaluator.preprocess import get_recipe
 from evaluator.runtimes.fake import FakeModel
 

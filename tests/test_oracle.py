@@ -21,7 +21,8 @@ from PIL import Image
 import oracle
 from evaluator.dataset import load_dataset, subset
 from evaluator.locations import fixtures_dir
-from evaluator.pipeline import RunSpec, predict
+from evaluator.pipeline import predict
+from evaluator.run_spec import RunSpec
 from evaluator.preprocess import RECIPES, TTA_MODES, get_recipe
 from imagenet_factory import IMAGE_SUBDIR, image_id, synset_lines, wnid
 

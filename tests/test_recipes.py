@@ -13,7 +13,8 @@ import pytest
 
 from evaluator.cli import main
 from evaluator.errors import RecipeError
-from evaluator.pipeline import RunSpec, artifact_key
+from evaluator.pipeline import artifact_key
+from evaluator.run_spec import RunSpec
 from evaluator.preprocess import RECIPES, geometry, get_recipe
 from evaluator.recipes import BUILTIN, FAMILIES, OVERRIDE_OPTIONS, apply_overrides, build_recipes, resolve_recipe
 

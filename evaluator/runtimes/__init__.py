@@ -18,7 +18,7 @@ __all__ = ["RUNTIMES", "Runtime", "TensorSpec", "open_runtime", "runtime_availab
 RUNTIMES = {
     "onnxruntime": "evaluator.runtimes.onnxruntime:OnnxRuntime",
     "litert": "evaluator.runtimes.litert:LiteRT",
-    "ailia": "evaluator.runtimes.ailia:open_ailia",  # ONNX cases with a Classifier recipe: see model_runtime.open_run_runtime
+    "ailia": "evaluator.runtimes.ailia:open_ailia",  # Classifier recipes: see model_runtime.open_run_runtime
     "ailia-net": "evaluator.runtimes.ailia:open_ailia_net",  # ailia.Net on the evaluator's preprocessing
     "fake": "evaluator.runtimes.fake:FakeRuntime",
 }
