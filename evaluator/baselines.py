@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .case import CaseId
 from .errors import BaselinesError, EvaluatorError, clipped, did_you_mean, shown
 from .locations import REPO_ROOT, is_plain_name
 from .models import ModelEntry, check_keys, key_name, parse_models
@@ -58,19 +59,14 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class Case:
-    """One regression case: model x precision x TTA x runtime, judged against documented or official numbers."""
+class Case(CaseId):
+    """One regression case: a CaseId judged against documented or official numbers."""
 
-    model: str
-    precision: str
-    tta: str
-    runtime: str
     kind: str  # documented | official
 
     @property
     def case_id(self) -> str:
-        suffix = "-official" if self.kind == "official" else ""
-        return f"{self.model}-{self.precision}-{self.tta}-{self.runtime}{suffix}"
+        return f"{self}-official" if self.kind == "official" else str(self)
 
 
 @dataclass(frozen=True)
@@ -483,19 +479,15 @@ def list_cases(baselines: Baselines) -> list[Case]:
 # --- update -----------------------------------------------------------------------------------------------
 
 
-def record_relpath(model: str, precision: str, tta: str, runtime: str, fingerprint: str) -> str:
+def record_relpath(case: CaseId, fingerprint: str) -> str:
     """Where a measured baseline's per-image record lives, relative to baselines.yaml."""
-    return f"baselines/{model}-{precision}-{tta}-{runtime}-{fingerprint}.csv.gz"
+    return f"baselines/{case}-{fingerprint}.csv.gz"
 
 
 @dataclass(frozen=True)
-class MeasuredRecord:
+class MeasuredRecord(CaseId):
     """What --update-baselines writes for one case that ran."""
 
-    model: str
-    precision: str
-    tta: str
-    runtime: str
     runtime_version: str
     top1: float
     top5: float
@@ -507,8 +499,8 @@ class MeasuredRecord:
     record_changed: bool = False  # the per-image record file was (re)written with other predictions
 
     @property
-    def key(self) -> tuple[str, str, str, str, str]:
-        return (self.model, self.precision, self.tta, self.runtime, self.fingerprint)
+    def key(self) -> tuple[CaseId, str]:
+        return (self.identity, self.fingerprint)
 
 
 @dataclass
@@ -529,8 +521,8 @@ class UpdateSummary:
         return lines
 
 
-def _measured_key(entry) -> tuple[str, str, str, str, str]:
-    return (str(entry["model"]), str(entry["precision"]), str(entry["tta"]), str(entry["runtime"]),
+def _measured_key(entry) -> tuple[CaseId, str]:
+    return (CaseId(str(entry["model"]), str(entry["precision"]), str(entry["tta"]), str(entry["runtime"])),
             str(entry["fingerprint"]))
 
 
@@ -588,7 +580,7 @@ def _apply_record(measured, existing, record: MeasuredRecord, today: str) -> str
     """Add or update one entry in place; the 'old -> new' line, or None when nothing changed."""
     from ruamel.yaml.comments import CommentedMap
 
-    case = f"{record.model}-{record.precision}-{record.tta}-{record.runtime} [{record.fingerprint}, n={record.n}]"
+    case = f"{record.identity} [{record.fingerprint}, n={record.n}]"
     values = {"top1": round(record.top1, 6), "top5": round(record.top5, 6)}
     if existing is None:
         entry = CommentedMap((name, getattr(record, name))
@@ -634,14 +626,14 @@ def _unused_entries(path: Path, data, measured, prune: bool) -> tuple[list[str],
     parsed = _parse(path, _yaml().load(_dump(data)), problems)
     if parsed is None:
         return [], []
-    cases = {(c.model, c.precision, c.tta, c.runtime) for c in list_cases(parsed)}
+    cases = {c.identity for c in list_cases(parsed)}
     unused, pruned, keep = [], [], []
     for entry in measured:
-        key = _measured_key(entry)
-        if key[:4] in cases:
+        case, fingerprint = _measured_key(entry)
+        if case in cases:
             keep.append(entry)
             continue
-        unused.append("measured " + "-".join(key[:4]) + f" [{key[4]}]")
+        unused.append(f"measured {case} [{fingerprint}]")
     referenced = {str(e.get("predictions")) for e in keep}
     unused += [f"per-image record {p.relative_to(path.parent)}" for p in unused_records(path, referenced)]
     if prune and len(keep) != len(measured):

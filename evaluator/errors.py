@@ -1,5 +1,8 @@
 """Exceptions that carry a message meant for the user (printed as one or two lines, no traceback)."""
 
+import difflib
+import reprlib
+
 
 class EvaluatorError(Exception):
     """Base of every error the command line prints without a traceback."""
@@ -53,8 +56,6 @@ def clipped(text: str, limit: int) -> str:
 def shown(value, limit: int = 60) -> str:
     """A short prefix of a value's repr for messages: bounded work and length whatever the value (an expanded YAML
     alias bomb or a megabyte string never reaches a message)."""
-    import reprlib
-
     short = reprlib.Repr()
     short.maxlevel, short.maxlist, short.maxdict, short.maxtuple, short.maxset = 2, 4, 4, 4, 4
     short.maxstring = short.maxother = short.maxlong = limit
@@ -63,8 +64,6 @@ def shown(value, limit: int = 60) -> str:
 
 def did_you_mean(kind: str, name: str, choices) -> str:
     """Message for an unknown name, listing the valid ones: "unknown runtime 'ortt'; did you mean onnxruntime? ..."."""
-    import difflib
-
     choices = sorted(map(str, choices))
     name = name if isinstance(name, str) else shown(name)
     close = difflib.get_close_matches(name[:200], choices, n=1)

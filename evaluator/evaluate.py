@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,14 +11,17 @@ import numpy as np
 from .predictions import Predictions
 from .baselines import Baselines, Case
 from .dataset import Dataset
-from .errors import EvaluatorError, RuntimeUnavailable, did_you_mean
-from .fetch import FETCH_LOCK_FILE
+from .errors import EvaluatorError, FetchError, ModelError, RuntimeUnavailable, did_you_mean
+from .fetch import FETCH_LOCK_FILE, recorded_sha256
 from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
-from .models import locate_model_file, missing_model_message
+from .model_hash import file_sha256
+from .models import FORMAT_RUNTIMES, locate_model_file, missing_model_message
 from .model_runtime import RuntimePool
-from .pipeline import predict, RunResult
+from .pipeline import RunResult, predict
 from .run_spec import RunSpec
 from .recipes import resolve_recipe
+from .report import CaseResult
+from .runtimes import RUNTIMES, runtime_available
 from .shard import Shard
 from .verdict import Measurement, Verdict, judge_case
 
@@ -65,14 +69,20 @@ def failed_image_lines(predictions: Predictions, full_list, shown: int = 10) -> 
     return lines
 
 
-def resolve_runtime(name: str, model_format: str) -> str:
-    """'auto' picks ailia where it is installed and licensed, else ONNX Runtime or LiteRT by file format."""
-    from .models import FORMAT_RUNTIMES
-    from .runtimes import runtime_available
+def file_format(path: Path) -> str | None:
+    """A model file's format (a key of models.FORMAT_RUNTIMES) from its suffix; None for any other file."""
+    suffix = Path(path).suffix.lower().removeprefix(".")
+    return suffix if suffix in FORMAT_RUNTIMES else None
 
+
+def resolve_runtime(name: str, model_format: str | None) -> str:
+    """'auto' picks ailia where it is installed and licensed, else ONNX Runtime or LiteRT by file format."""
     if name != "auto":
         return name
-    preferred, fallback = FORMAT_RUNTIMES[model_format][1], FORMAT_RUNTIMES[model_format][0]
+    if model_format not in FORMAT_RUNTIMES:
+        raise EvaluatorError(f"--runtime auto picks a runtime for {', '.join(FORMAT_RUNTIMES)} model files only; "
+                             f"name the runtime with --runtime")
+    fallback, preferred = FORMAT_RUNTIMES[model_format]
     return preferred if runtime_available(preferred) is None else fallback
 
 
@@ -104,10 +114,6 @@ def check_pinned_sha256(path: Path, catalogue_sha256: str | None, pin: str, lock
     """ModelError, one line naming both hashes, when the file's sha256 differs from the catalogue's or, where the
     catalogue has none, from the one the first fetch recorded in the lock file. A file pinned nowhere is not checked
     (README: "Pinning model files")."""
-    from .errors import FetchError, ModelError
-    from .fetch import recorded_sha256
-    from .model_hash import file_sha256
-
     expected, where = catalogue_sha256, pin
     if expected is None:
         try:
@@ -124,8 +130,6 @@ def check_pinned_sha256(path: Path, catalogue_sha256: str | None, pin: str, lock
 
 def check_runtime(runtime: str) -> None:
     """EvaluatorError listing the runtimes for an unknown name; RuntimeUnavailable with the reason when unusable."""
-    from .runtimes import RUNTIMES, runtime_available
-
     if runtime not in RUNTIMES:  # a typo is the user's error (exit 2), not a runtime to skip
         raise EvaluatorError(did_you_mean("runtime", runtime, [*RUNTIMES, "auto"]))
     reason = runtime_available(runtime)
@@ -219,11 +223,9 @@ def report_group(baselines: Baselines, case: Case, expected_runtime_version: str
     return "TensorFlow" if expected_runtime_version.startswith("TensorFlow") else "tflite"
 
 
-def case_result(baselines: Baselines, outcome: CaseOutcome):
+def case_result(baselines: Baselines, outcome: CaseOutcome) -> CaseResult:
     """The report row of a case that ran: the documented/official anchor in the expected columns, the measured
     baseline and an accepted gap beside it."""
-    from .report import CaseResult
-
     verdict, meta = outcome.verdict, outcome.run.meta
     anchor, measured = verdict.anchor, verdict.measured
     top5 = anchor.metric("TOP5")
@@ -231,8 +233,7 @@ def case_result(baselines: Baselines, outcome: CaseOutcome):
     if measured is not None and measured.paired is not None:
         note += "; paired: " + measured.paired.summary()
     return CaseResult(
-        case_id=outcome.case.case_id, model=outcome.case.model, precision=outcome.case.precision,
-        tta=outcome.case.tta, runtime=outcome.case.runtime,
+        case_id=outcome.case.case_id, **dataclasses.asdict(outcome.case.identity),
         group=report_group(baselines, outcome.case, anchor.expected.runtime_version),
         top1=outcome.scores.top1, top5=outcome.scores.top5, n=outcome.scores.n,
         n_population=meta.get("n_listed"), expected_top1=anchor.expected.top1, expected_top5=anchor.expected.top5,
@@ -246,11 +247,9 @@ def case_result(baselines: Baselines, outcome: CaseOutcome):
     )
 
 
-def unrun_result(baselines: Baselines, case: Case, verdict: str, reason: str):
+def unrun_result(baselines: Baselines, case: Case, verdict: str, reason: str) -> CaseResult:
     """The report row of a case that did not produce a measurement: skipped, or stopped by an error."""
-    from .report import CaseResult
-
-    return CaseResult(case_id=case.case_id, model=case.model, precision=case.precision, tta=case.tta,
-                      runtime=case.runtime, group=report_group(baselines, case), top1=None, top5=None, n=0,
+    return CaseResult(case_id=case.case_id, **dataclasses.asdict(case.identity), group=report_group(baselines, case),
+                      top1=None, top5=None, n=0,
                       n_population=None, expected_top1=None, expected_top5=None, band_top1=None, band_top5=None,
                       verdict=verdict, note=reason)

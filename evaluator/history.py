@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .fileio import atomic_write_text, file_lock
 from .errors import ArtifactError
+from .report import VERDICT_COLOURS, save_figure
 
 COLUMNS = (
     "session_start", "case_id", "runtime", "runtime_version", "evaluator_version", "recipe", "dataset_fingerprint",
@@ -90,8 +91,6 @@ def plot_history(rows: list[dict], path: Path, max_cases: int = 24) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-
-    from .report import VERDICT_COLOURS, save_figure
 
     by_case: dict[str, list[dict]] = {}
     for row in rows:

@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+from .errors import EvaluatorError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE_FILE = "baselines.yaml"
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"  # shipped with the repository: 50 real val images and the smallest model
@@ -40,6 +42,11 @@ def default_imagenet_dir() -> Path:
     return SAMPLE_DIR / "imagenet"
 
 
+def imagenet_dir_help() -> str:
+    """Help text of --imagenet-dir (CLI and pytest): the directory default_imagenet_dir() picks here and now."""
+    return f"Kaggle ImageNet root (default here: {default_imagenet_dir()}; README \"Usage\" gives the order)"
+
+
 def default_models_dir() -> Path:
     """Where catalogue model files are fetched to and looked up first: $EVALUATOR_MODELS_DIR or data/models."""
     return Path(os.environ.get("EVALUATOR_MODELS_DIR") or project_dir() / "data" / "models")
@@ -69,8 +76,6 @@ def inside(directory: str | os.PathLike, path: str | os.PathLike) -> Path:
     """`path` when, symbolic links resolved, it lies inside `directory`; EvaluatorError naming both otherwise.
 
     Every write whose name comes from the catalogue or the command line goes through this first."""
-    from .errors import EvaluatorError
-
     try:
         base, target = Path(directory).resolve(), Path(path).resolve()
     except (OSError, ValueError) as exc:  # a NUL, a loop of links

@@ -1,5 +1,5 @@
-"""Results of a run as a markdown report, a PNG plot of measured vs expected TOP1/TOP5 and a junit summary;
-write_report also writes the history (history.py) and the HTML page (report_html.py).
+"""Results of a run (CaseResult, results.json) as a markdown report, a PNG plot of measured vs expected TOP1/TOP5 and
+a junit summary; report_files.write_report writes them with the history and the HTML page into one directory.
 
 Cases are grouped as in the product README (ONNX, tflite, TensorFlow, official, then any other group alphabetically);
 inside a group they keep the order they were given in (the catalogue order).
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .fileio import atomic_write_bytes, atomic_write_text
-from .errors import ArtifactError
+from .fileio import atomic_write_bytes, read_json, write_json_atomic
+from .errors import ArtifactError, clipped
 from .metrics import wilson_interval
 
 GROUP_ORDER = ("ONNX", "tflite", "TensorFlow", "official")
@@ -304,19 +305,11 @@ def save_figure(figure, path: Path) -> Path:
 
 def write_results(path: Path, results, meta: dict) -> None:
     """results.json: the report's meta (dataset, baselines, session start) and one object per case."""
-    from dataclasses import asdict
-
-    from .fileio import write_json_atomic
-
     write_json_atomic(path, {"meta": meta, "results": [asdict(r) for r in results]})
 
 
 def read_results(path: Path) -> tuple[list[CaseResult], dict]:
     """(results, meta) from results.json; the first format (a bare list of cases) has no meta."""
-    from .fileio import read_json
-
-    from .errors import clipped
-
     data = read_json(path)
     try:
         rows, meta = (data, {}) if isinstance(data, list) else (data.get("results"), data.get("meta") or {})
@@ -336,8 +329,6 @@ def merge_results(previous, current, case_ids) -> list[CaseResult]:
 def junit_summary(results, suite_name: str = "imagenet-accuracy") -> str:
     """One junit XML test case per regression case (fail -> failure, error -> error, skip and xfail -> skipped),
     with measured, expected, band and n as properties."""
-    import xml.etree.ElementTree as ET
-
     results = list(results)
     suite = ET.Element("testsuite", name=suite_name, tests=str(len(results)),
                        failures=str(sum(r.verdict == "fail" for r in results)),
@@ -355,31 +346,3 @@ def junit_summary(results, suite_name: str = "imagenet-accuracy") -> str:
         if tag:
             ET.SubElement(case, tag, message=(f"xfail: {result.note}" if result.verdict == "xfail" else result.note))
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
-
-
-# ---- everything ------------------------------------------------------------------------------------------------------
-
-
-def write_report(results, out_dir: Path, meta: dict | None = None, session_results=None) -> dict[str, Path]:
-    """Write report.md, accuracy.png, trend.png and report.html (atomically) and record the session's rows in
-    history.csv, all in out_dir; returns their paths. meta["session_start"] stamps the history rows of
-    session_results (default: all results), the cases this session ran."""
-    from .history import plot_history, read_history, record_session
-    from .report_html import html_report
-
-    out_dir = Path(out_dir)
-    meta = dict(meta or {})
-    results = list(results)
-    paths = {name: out_dir / file for name, file in (
-        ("report", "report.md"), ("plot", "accuracy.png"), ("history", "history.csv"), ("trend", "trend.png"),
-        ("html", "report.html"))}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    session_start = meta.pop("session_start", None) or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    meta.setdefault("date", session_start)
-    atomic_write_text(paths["report"], markdown_report(results, meta=meta))
-    plot_results(results, paths["plot"])
-    record_session(results if session_results is None else session_results, paths["history"], session_start, meta.get("evaluator_version", __version__))
-    plot_history(read_history(paths["history"]), paths["trend"])
-    plots = {"TOP1 and TOP5 against expected": paths["plot"], "Over the sessions": paths["trend"]}
-    atomic_write_text(paths["html"], html_report(results, meta, plots))
-    return paths

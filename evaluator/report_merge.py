@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .fileio import atomic_write_text
 from .errors import EvaluatorError
-from .report import CaseResult, junit_summary, read_results, write_report, write_results
+from .report import CaseResult, junit_summary, read_results, write_results
+from .report_files import write_report
 
 RESULTS_JSON = "results.json"
 

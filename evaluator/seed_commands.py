@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from . import cli
-from .dataset import SYNSET_MAPPING, VAL_SOLUTION, default_imagenet_dir, read_synset_mapping, read_val_solution
+from .dataset import SYNSET_MAPPING, VAL_SOLUTION, read_synset_mapping, read_val_solution
 from .errors import EvaluatorError
 from .fileio import atomic_write_text
+from .locations import default_imagenet_dir
 from .seed import output_name, read_prediction_texts, translate
 
 

@@ -15,7 +15,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .predictions import read_predictions_record
 from .baselines import Baselines, Case, Expected
+from .case import CaseId
 from .metrics import PairedComparison, band, paired_compare
 
 # A value printed at 4 decimals exactly on the band edge must not flip with floating-point noise.
@@ -109,7 +111,7 @@ class AnchorCheck:
 class Verdict:
     """A judged case: the outcome, why, and every number both anchors used."""
 
-    case_id: str
+    case: Case
     outcome: str  # pass | fail | xfail
     reason: str
     anchor: AnchorCheck  # the documented or official number
@@ -124,7 +126,7 @@ class Verdict:
 
     def lines(self, class_names=None) -> list[str]:
         """The verdict as message lines: reason, then each anchor's metrics and paired numbers."""
-        lines = [f"{self.case_id}: {self.outcome}: {self.reason}"]
+        lines = [f"{self.case.case_id}: {self.outcome}: {self.reason}"]
         for check in filter(None, (self.anchor, self.measured)):
             lines.append(f"  {check.kind} anchor ({check.basis}; tolerance {check.tolerance_origin}): "
                          f"{'passed' if check.passed else 'FAILED'}")
@@ -163,9 +165,9 @@ def _entry_tolerance(entry: Expected, default: float) -> tuple[float, str]:
 
 def measured_entry(baselines: Baselines, case: Case, fingerprint: str) -> Expected | None:
     """The measured baseline recorded for this case's runtime and exact image set, if any."""
-    key = (case.model, case.precision, case.tta, case.runtime, fingerprint)
     return next((e for e in baselines.measured
-                 if (e.model, e.precision, e.tta, e.runtime, e.fingerprint) == key), None)
+                 if CaseId(e.model, e.precision, e.tta, e.runtime) == case.identity and e.fingerprint == fingerprint),
+                None)
 
 
 def _metric_checks(measurement: Measurement, expected: Expected, tolerance: float, z: float,
@@ -187,8 +189,6 @@ def _metric_checks(measurement: Measurement, expected: Expected, tolerance: floa
 
 def judge_case(measurement: Measurement, baselines: Baselines, case: Case) -> Verdict:
     """The whole pass/fail rule of a case (module docstring); reads the measured entry's per-image record."""
-    from .predictions import read_predictions_record
-
     policy = baselines.policy
     expected, tolerance, origin, basis = tolerance_for(baselines, case)
     anchor = AnchorCheck(expected, origin, basis, _metric_checks(measurement, expected, tolerance, policy.z, expected.n))
@@ -207,7 +207,7 @@ def judge_case(measurement: Measurement, baselines: Baselines, case: Case) -> Ve
                                paired, policy.paired_alpha, baseline)
     accepted = entry.accepted_gap if entry is not None and case.kind == "documented" else None
     outcome, reason = _outcome(measurement, anchor, measured, accepted, expected.known_bad)
-    return Verdict(case.case_id, outcome, reason, anchor, measured, accepted, expected.known_bad, measurement.n_failed)
+    return Verdict(case, outcome, reason, anchor, measured, accepted, expected.known_bad, measurement.n_failed)
 
 
 def _outcome(measurement: Measurement, anchor: AnchorCheck, measured: AnchorCheck | None, accepted: str | None,

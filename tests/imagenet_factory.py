@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from evaluator.locations import fixtures_dir
 
 N_CLASSES = 1000
 IMAGE_SUBDIR = Path("ILSVRC", "Data", "CLS-LOC", "val")
@@ -60,8 +61,7 @@ def write_image(path: Path, seed: int, image_format: str = "JPEG") -> Path:
 
 def real_imagenet_dir() -> Path:
     """The real 700-image slice in the Kaggle layout ($EVALUATOR_FIXTURES/imagenet); skips the test when absent."""
-    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
-    root = Path(os.environ.get("EVALUATOR_FIXTURES") or default) / "imagenet"
+    root = fixtures_dir() / "imagenet"
     if not (root / "LOC_val_solution.csv").is_file():
         pytest.skip(f"real ImageNet fixtures absent: put the Kaggle-layout slice in {root} or set EVALUATOR_FIXTURES")
     return root

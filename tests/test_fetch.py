@@ -215,7 +215,7 @@ def test_redirect_to_plain_http_is_refused(server, no_remote_network, tmp_path):
 
 
 def test_fetch_command_names_every_failed_download_and_leaves_no_file(monkeypatch, tmp_path, capsys):
-    from evaluator import cli, fetch, progress
+    from evaluator import cli, cli_models, progress
 
     def fake_fetch(url, dest, sha256, *, lock_file, progress=None, **kwargs):
         if url.endswith(".prototxt"):
@@ -224,7 +224,7 @@ def test_fetch_command_names_every_failed_download_and_leaves_no_file(monkeypatc
             progress(received, 2000)
         return dest
 
-    monkeypatch.setattr(fetch, "fetch_model", fake_fetch)
+    monkeypatch.setattr(cli_models, "fetch_model", fake_fetch)
     monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)  # a line per chunk, as a long download gets every 30 s
     code = cli.main(["fetch", "-m", "resnet50_chainer", "--models-dir", str(tmp_path / "models")])
     err = capsys.readouterr().err

@@ -173,7 +173,7 @@ def independent_top5(model: Path, image_paths: list[Path]) -> np.ndarray:
 
 
 def test_inception_normalised_model_agrees_with_an_independent_implementation(tmp_path, capsys):
-    from evaluator.cli import load_predictions
+    from evaluator.cli_run import load_predictions
 
     imagenet = real_imagenet_dir()
     model = random_classifier(tmp_path / "inception_like.onnx")

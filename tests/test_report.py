@@ -10,8 +10,9 @@ import pytest
 from evaluator.errors import ArtifactError
 from evaluator.history import history_row, plot_history, read_history, record_session
 from evaluator.report import (
-    CaseResult, markdown_report, merge_results, plot_results, read_results, write_report, write_results,
+    CaseResult, markdown_report, merge_results, plot_results, read_results, write_results,
 )
+from evaluator.report_files import write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

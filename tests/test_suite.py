@@ -117,7 +117,7 @@ def test_changed_recipe_fails_with_paired_numbers_and_restoring_passes(fixtures,
     run = dict(models_dir=tmp_path / "models", artifacts_dir=tmp_path / "artifacts", workers=1)
 
     first = evaluate_case(load_baselines(baselines_path), case, dataset, **run)
-    relpath = record_relpath(case.model, case.precision, case.tta, case.runtime, dataset.fingerprint)
+    relpath = record_relpath(case, dataset.fingerprint)
     write_predictions_record(first.run.predictions, tmp_path / relpath)
     update_measured(baselines_path, [MeasuredRecord(
         case.model, case.precision, case.tta, case.runtime, first.run.meta["runtime_version"], first.scores.top1,
