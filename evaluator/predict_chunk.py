@@ -111,6 +111,7 @@ def _chunk_images(config: WorkerConfig, runtime, chunk: Chunk,
 def _classifier_images(chunk: Chunk, spec: RunSpec) -> tuple[list, Callable, list[str], np.ndarray]:
     """What resnet50.py hands ailia.Classifier per image: BGRA uint8 after the Python-side TTA (REFERENCE 3.3): a
     224 x 224 crop for 1-crop / keep-aspect (whatever the network's size), the whole image for none."""
+
     def to_bgra(bgr: np.ndarray) -> np.ndarray:
         if spec.tta != "none":
             bgr = geometry(bgr, spec.recipe, spec.tta)  # crops treat channels alike: BGR in, BGR out
