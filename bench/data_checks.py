@@ -42,7 +42,7 @@ from evaluator.decode import decode_image  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
 from evaluator.pipeline import changed_images, predict  # noqa: E402
 from evaluator.run_spec import RunSpec  # noqa: E402
-from evaluator.preprocess import get_recipe  # noqa: E402
+from evaluator.recipes import get_recipe  # noqa: E402
 
 MODEL = "mobilenet_v1_0.25_128_quant.tflite"
 

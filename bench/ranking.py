@@ -23,7 +23,8 @@ from evaluator.dataset import load_dataset, subset  # noqa: E402
 from evaluator.decode import decode_image  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
 from evaluator.ranking import top_k  # noqa: E402
-from evaluator.preprocess import geometry, get_recipe, inputs_from_geometry  # noqa: E402
+from evaluator.preprocess import geometry, inputs_from_geometry  # noqa: E402
+from evaluator.recipes import get_recipe  # noqa: E402
 from evaluator.runtimes import open_runtime  # noqa: E402
 
 

@@ -64,7 +64,8 @@ from evaluator.models import FORMAT_RUNTIMES  # noqa: E402
 from evaluator.model_runtime import RuntimePool, inspect_model, model_batch_size  # noqa: E402
 from evaluator.pipeline import predict  # noqa: E402
 from evaluator.run_spec import available_cores, RunSpec  # noqa: E402
-from evaluator.preprocess import from_geometry, geometry, get_recipe, to_input  # noqa: E402
+from evaluator.preprocess import geometry, normalize, to_input  # noqa: E402
+from evaluator.recipes import get_recipe  # noqa: E402
 from evaluator.runtimes import open_runtime  # noqa: E402
 
 TTA = "1-crop"
@@ -231,7 +232,7 @@ def inference_seconds_per_image(model: ModelUnderTest, spec: RunSpec, geometries
     recipe = spec.recipe
     runtime = open_runtime(model.runtime, model.path, num_threads=1)
     try:
-        images = np.stack([from_geometry(g, recipe, TTA, size=size) for g in geometries])
+        images = np.stack([normalize(g, recipe) for g in geometries])
         batch = model_batch_size(spec, runtime)  # as the pipeline calls the runtime
         batches = [to_input(images[i:i + batch], recipe, runtime.input_spec) for i in range(0, len(images), batch)]
         runtime.run(batches[0])  # warm-up: first-call allocations are not the model's steady cost

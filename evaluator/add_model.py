@@ -9,11 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from .fileio import atomic_write_text, file_lock
+from .baselines import list_cases, load_baselines, validate_raw
+from .baselines_update import update_lock_path
+from .catalogue_yaml import dump, read_yaml, round_trip_yaml
 from .errors import BaselinesError, ModelError
+from .locations import model_search_dirs
+from .evaluate import file_format
 from .models import FORMAT_RUNTIMES
-
-_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
+from .model_runtime import inspect_model
+from .run_spec import RunSpec
+from .recipes import OVERRIDE_OPTIONS, resolve_recipe
+from .runtimes import open_runtime
 
 
 @dataclass(frozen=True)
@@ -48,15 +57,12 @@ class NewModel:
 def inspect_file(path: Path, recipe) -> ModelFacts:
     """Open the model with its default runtime and check it against `recipe`: layout and channels, input size,
     dtype and quantization, 1000 + class_offset outputs. ModelError, one line, naming what does not fit."""
-    from .model_runtime import inspect_model
-    from .run_spec import RunSpec
-    from .runtimes import open_runtime, runtime_for_file
-
     path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
+    fmt = file_format(path)
     if fmt is None:
-        raise ModelError(f"{path}: not an ONNX or TFLite file (suffix {path.suffix or 'none'!r})")
-    runtime_name = runtime_for_file(path)
+        known = ", ".join("." + fmt for fmt in FORMAT_RUNTIMES)
+        raise ModelError(f"{path}: unknown model file type {path.suffix or '(no suffix)'!r}; expected one of {known}")
+    runtime_name = FORMAT_RUNTIMES[fmt][0]
     info = inspect_model(RunSpec(path, recipe, "1-crop", runtime_name, workers=1))
     runtime = open_runtime(runtime_name, path, num_threads=1)
     try:
@@ -82,10 +88,6 @@ def add_model(baselines_path: Path, new: NewModel, models_dir: Path) -> list[str
     Refused with one line (BaselinesError/ModelError/RecipeError) when the name is taken, the file does not fit the
     recipe, or the result would not validate; nothing is written then.
     """
-    from .fileio import atomic_write_text, file_lock
-    from .baselines import _dump, _yaml, list_cases, load_baselines, update_lock_path, validate_raw
-    from .recipes import OVERRIDE_OPTIONS, resolve_recipe
-
     baselines_path = Path(baselines_path)
     current = load_baselines(baselines_path)
     if new.name in current.models:
@@ -108,7 +110,7 @@ def add_model(baselines_path: Path, new: NewModel, models_dir: Path) -> list[str
             raise BaselinesError(f"{baselines_path}: a recipe named {recipe_name!r} exists; the overrides would be "
                                  f"declared under the model's name")
     with file_lock(update_lock_path(baselines_path)):  # the lock of --update-baselines: one writer at a time
-        data = _yaml().load(baselines_path.read_text(encoding="utf-8"))
+        data = round_trip_yaml().load(baselines_path.read_text(encoding="utf-8"))
         if changes:
             _declare_recipe(data, recipe_name, new.recipe, changes)
             lines.append(f"declared recipe {recipe_name}: base {new.recipe} with "
@@ -116,10 +118,8 @@ def add_model(baselines_path: Path, new: NewModel, models_dir: Path) -> list[str
         _add_entry(data, new, facts, recipe_name, precision)
         if new.documented is not None:
             lines += _add_documented(data, new, facts, precision)
-        text = _dump(data)
-        from ruamel.yaml import YAML
-
-        problems = validate_raw(baselines_path, YAML(typ="safe", pure=True).load(text))
+        text = dump(data)
+        problems = validate_raw(baselines_path, read_yaml(baselines_path, text))
         if problems:
             raise BaselinesError(f"{baselines_path}: add-model refused, the entry would give: " + "; ".join(problems))
         lines += _place_file(facts.path, models_dir)
@@ -135,8 +135,6 @@ def add_model(baselines_path: Path, new: NewModel, models_dir: Path) -> list[str
 
 
 def _flow(values):
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
     node = CommentedSeq(values) if isinstance(values, (list, tuple)) else CommentedMap(values)
     node.fa.set_flow_style()
     return node
@@ -144,8 +142,6 @@ def _flow(values):
 
 def _block(data, key: str):
     """data[key] as a block mapping (an empty `{}` in the file is flow style)."""
-    from ruamel.yaml.comments import CommentedMap
-
     if not data.get(key):
         old = data.get(key)
         data[key] = CommentedMap()
@@ -156,8 +152,6 @@ def _block(data, key: str):
 
 
 def _declare_recipe(data, name: str, base: str, changes: dict) -> None:
-    from ruamel.yaml.comments import CommentedMap
-
     entry = CommentedMap(base=base)
     for field, value in changes.items():
         entry[field] = _flow(list(value)) if isinstance(value, (list, tuple)) else value
@@ -165,8 +159,6 @@ def _declare_recipe(data, name: str, base: str, changes: dict) -> None:
 
 
 def _add_entry(data, new: NewModel, facts: ModelFacts, recipe_name: str, precision: str) -> None:
-    from ruamel.yaml.comments import CommentedMap
-
     entry = CommentedMap()
     entry["summary"] = new.summary or f"{facts.path.name}, added with add-model"
     entry["format"] = facts.format
@@ -178,8 +170,6 @@ def _add_entry(data, new: NewModel, facts: ModelFacts, recipe_name: str, precisi
 
 
 def _add_documented(data, new: NewModel, facts: ModelFacts, precision: str) -> list[str]:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
     lines = []
     source = new.source
     if source not in (data.get("sources") or {}):
@@ -214,8 +204,6 @@ def _append(mapping, key: str, value) -> None:
 
 def _place_file(path: Path, models_dir: Path) -> list[str]:
     """The catalogue names files by plain name: a file outside the model directories is copied into models_dir."""
-    from .locations import model_search_dirs
-
     for directory in model_search_dirs(models_dir):
         candidate = Path(directory) / path.name
         if candidate.is_file() and candidate.resolve() == path.resolve():

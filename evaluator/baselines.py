@@ -1,24 +1,25 @@
-"""baselines.yaml: load and validate, list the regression cases, record measured baselines.
+"""baselines.yaml: read and validate the catalogue, list the regression cases.
 
-The pass/fail rule that compares a case with these numbers lives in evaluator/verdict.py (`judge_case`).
+Recording measured baselines (--update-baselines) is evaluator/baselines_update.py; the pass/fail rule that compares a
+case with these numbers is evaluator/verdict.py (`judge_case`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from .case import CaseId
+from .catalogue_yaml import read_yaml
 from .errors import BaselinesError, EvaluatorError, clipped, did_you_mean, shown
 from .locations import REPO_ROOT, is_plain_name
 from .models import ModelEntry, check_keys, key_name, parse_models
-from .preprocess import RECIPES, TTA_MODES, Recipe
+from .recipes import RECIPES, TTA_MODES, Recipe, build_recipe
+from .schema import schema_problems
 
 DEFAULT_BASELINES = REPO_ROOT / "baselines.yaml"
-KINDS = ("documented", "official", "measured")
 _TOP_KEYS = {"schema", "policy", "recipes", "sources", "models", "documented", "official", "measured"}
 _SOURCE_KEYS = {"kind", "runtime", "runtime_version", "n", "date", "reference"}
 _ENTRY_KEYS = {"model", "precision", "tta", "top1", "top5", "source", "tolerance", "known_bad", "why"}
@@ -91,21 +92,6 @@ class Baselines:
         return self.recipes[name]
 
 
-def _yaml():
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="rt")  # round-trip, safe: only plain YAML types are constructed
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.representer.add_representer(
-        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
-    return yaml
-
-
-# A catalogue has a few thousand YAML nodes; aliases that expand beyond this are refused before anything is built.
-MAX_EXPANDED_NODES = 100_000
-
 
 def load_baselines(path: str | Path = DEFAULT_BASELINES) -> Baselines:
     """Read and validate baselines.yaml; every problem is listed in one BaselinesError with its key path (one line
@@ -117,33 +103,22 @@ def load_baselines(path: str | Path = DEFAULT_BASELINES) -> Baselines:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BaselinesError(f"{path}: cannot read the file ({clipped(str(exc), 200)})") from None
-    try:
-        # The safe loader builds plain types only: a tag such as !!python/object is refused, never constructed.
-        from ruamel.yaml import YAML
-
-        _check_alias_expansion(path, YAML(typ="safe", pure=True).parse(text))
-        raw = YAML(typ="safe", pure=True).load(text)
-    except BaselinesError:
-        raise
-    except Exception as exc:  # ruamel raises many parser error types
-        raise _yaml_error(path, exc) from None
+    raw = read_yaml(path, text)
     problems = validate_raw(path, raw)
     if len(problems) == 1:
         raise BaselinesError(f"{path}: {problems[0]}")
     if problems:
         listing = "\n  ".join(problems)
         raise BaselinesError(f"{path}: {len(problems)} problem(s):\n  {listing}")
-    return _parse(path, raw, problems)
+    return parse_raw(path, raw, problems)
 
 
 def validate_raw(path: Path, raw) -> list[str]:
     """Every problem of a loaded document, one line each with its key path: this module's checks (types, names of
     recipes, bases, models, precisions, sources; duplicates), then what else the JSON Schema finds (evaluator/
     baselines.schema.json, the same rules editors apply) at places not already reported."""
-    from .schema import schema_problems
-
     problems: list[str] = []
-    _parse(path, raw, problems)
+    parse_raw(path, raw, problems)
     reported = [line.split(": ", 1)[0] for line in problems]
     for line in schema_problems(raw):
         where = line.split(": ", 1)[0]
@@ -157,50 +132,6 @@ def _related(path: str, other: str) -> bool:
     if path == other or path == "top level" or other == "top level":
         return True
     return path.startswith((other + ".", other + "[")) or other.startswith((path + ".", path + "["))
-
-
-def _check_alias_expansion(path: Path, events) -> None:
-    """Refuse a document whose aliases expand to more than MAX_EXPANDED_NODES nodes (a "billion laughs" bomb),
-    counting from the parser's events, before any value is built."""
-    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
-
-    size_of_anchor: dict[str, int] = {}
-    open_collections: list[list] = [[0, None]]  # [nodes so far, anchor] per open collection
-    for event in events:
-        if isinstance(event, AliasEvent):
-            open_collections[-1][0] += size_of_anchor.get(event.anchor, 1)
-        elif isinstance(event, ScalarEvent):
-            open_collections[-1][0] += 1
-            if event.anchor:
-                size_of_anchor[event.anchor] = 1
-        elif isinstance(event, CollectionStartEvent):
-            open_collections.append([1, event.anchor])
-        elif isinstance(event, CollectionEndEvent):
-            nodes, anchor = open_collections.pop()
-            if anchor:
-                size_of_anchor[anchor] = nodes
-            open_collections[-1][0] += nodes
-        if open_collections[-1][0] > MAX_EXPANDED_NODES:
-            line = event.start_mark.line + 1 if getattr(event, "start_mark", None) else "?"
-            raise BaselinesError(f"{path}, line {line}: YAML aliases expand to more than {MAX_EXPANDED_NODES:,} "
-                                 "values; refused (an alias bomb?)")
-
-
-def _yaml_error(path: Path, exc: Exception) -> BaselinesError:
-    """One line naming the file, the line and the parser's problem (e.g. a duplicate key or an unsafe tag)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
-    if "constructor for the tag" in problem:
-        problem += " (only plain YAML values are accepted; tags such as !!python/object are refused)"
-    return BaselinesError(f"{where}: not valid YAML: {clipped(problem, 300)}")
-
-
-def update_lock_path(path: Path) -> Path:
-    """The lock that serialises updates of one baselines file: a hidden file beside it (`.baselines.yaml.lock`,
-    ignored by git), so that every write stays in the catalogue's own directory."""
-    path = Path(path)
-    return path.parent / f".{path.name}"
 
 
 def _kind(value) -> str:
@@ -238,7 +169,9 @@ def _check_text(entry: dict, key: str, where: str, problems: list[str], optional
         problems.append(f"{where}.{key}: expected text, found {_kind(value)}")
 
 
-def _parse(path: Path, raw, problems: list[str]) -> Baselines | None:
+def parse_raw(path: Path, raw, problems: list[str]) -> Baselines | None:
+    """The catalogue of a loaded document, appending every problem the hand-written checks find (None when the top
+    level is not a mapping)."""
     if not isinstance(raw, dict):
         problems.append(f"top level: expected a mapping, found {_kind(raw)}")
         return None
@@ -267,8 +200,6 @@ def _parse(path: Path, raw, problems: list[str]) -> Baselines | None:
 
 def parse_recipes(raw: dict, problems: list[str]) -> dict[str, Recipe]:
     """The built-in recipes plus the `recipes:` section's (each complete or `base` + overrides); problems listed."""
-    from .recipes import build_recipe
-
     recipes = dict(RECIPES)
     if not isinstance(raw, dict):
         problems.append("recipes: expected a mapping of recipe names to fields")
@@ -474,177 +405,3 @@ def list_cases(baselines: Baselines) -> list[Case]:
             for runtime in baselines.models[entry.model].runtimes:
                 cases.append(Case(entry.model, entry.precision, entry.tta, runtime, kind))
     return cases
-
-
-# --- update -----------------------------------------------------------------------------------------------
-
-
-def record_relpath(case: CaseId, fingerprint: str) -> str:
-    """Where a measured baseline's per-image record lives, relative to baselines.yaml."""
-    return f"baselines/{case}-{fingerprint}.csv.gz"
-
-
-@dataclass(frozen=True)
-class MeasuredRecord(CaseId):
-    """What --update-baselines writes for one case that ran."""
-
-    runtime_version: str
-    top1: float
-    top5: float
-    n: int
-    fingerprint: str
-    evaluator_version: str
-    predictions: str | None = None
-    accepted_gap: str | None = None  # required when the value fails its documented check
-    record_changed: bool = False  # the per-image record file was (re)written with other predictions
-
-    @property
-    def key(self) -> tuple[CaseId, str]:
-        return (self.identity, self.fingerprint)
-
-
-@dataclass
-class UpdateSummary:
-    """What update_measured did: one line per changed entry, the count left alone, entries no case uses."""
-
-    changes: list[str]
-    unchanged: int
-    unused: list[str]  # measured entries whose model/precision/TTA/runtime no regression case has any more
-    pruned: list[str]  # of those, the ones removed (--prune-baselines)
-
-    def lines(self) -> list[str]:
-        lines = list(self.changes) + [f"{self.unchanged} measured entr{'y' if self.unchanged == 1 else 'ies'} "
-                                      f"unchanged (file and dates left as they were)"]
-        lines += [f"pruned: {entry}" for entry in self.pruned]
-        lines += [f"unused (no case uses it; --prune-baselines removes it): {entry}"
-                  for entry in self.unused if entry not in self.pruned]
-        return lines
-
-
-def _measured_key(entry) -> tuple[CaseId, str]:
-    return (CaseId(str(entry["model"]), str(entry["precision"]), str(entry["tta"]), str(entry["runtime"])),
-            str(entry["fingerprint"]))
-
-
-def unused_records(baselines_path: Path, referenced: set[str]) -> list[Path]:
-    """Per-image record files under baselines/ that no measured entry refers to."""
-    directory = Path(baselines_path).parent / "baselines"
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.glob("*.csv.gz") if f"baselines/{p.name}" not in referenced)
-
-
-def update_measured(path: str | Path, records: list[MeasuredRecord], today: str | None = None,
-                    prune: bool = False) -> UpdateSummary:
-    """Record measured baselines in baselines.yaml, writing only entries whose values changed. Writes atomically.
-
-    Documented and official entries, comments, order and the dates of unchanged entries are kept; only the
-    `measured:` list changes. Entries (and per-image records) that no regression case uses any more are listed,
-    and removed with prune=True.
-    """
-    from ruamel.yaml.comments import CommentedSeq
-
-    from .fileio import atomic_write_text, file_lock
-
-    path = Path(path)
-    today = today or _dt.date.today().isoformat()
-    changes, unchanged = [], 0
-    with file_lock(update_lock_path(path)):
-        yaml = _yaml()
-        data = yaml.load(path.read_text(encoding="utf-8"))
-        if not data.get("measured"):
-            data["measured"] = CommentedSeq()
-        measured = data["measured"]
-        for record in sorted(records, key=lambda r: r.key):
-            existing = next((m for m in measured if _measured_key(m) == record.key), None)
-            change = _apply_record(measured, existing, record, today)
-            if change:
-                changes.append(change)
-            else:
-                unchanged += 1
-        unused, pruned = _unused_entries(path, data, measured, prune)
-        if changes or any(entry.startswith("measured ") for entry in pruned):
-            text = _dump(data)
-            problems: list[str] = []
-            _parse(path, _yaml().load(text), problems)
-            if problems:  # never leave a file the next run cannot read
-                raise BaselinesError(f"{path}: update refused, it would produce: " + "; ".join(problems))
-            atomic_write_text(path, text)
-        for entry in pruned:
-            if entry.startswith("per-image record "):
-                (path.parent / entry.removeprefix("per-image record ")).unlink(missing_ok=True)
-    return UpdateSummary(changes, unchanged, unused, pruned)
-
-
-def _apply_record(measured, existing, record: MeasuredRecord, today: str) -> str | None:
-    """Add or update one entry in place; the 'old -> new' line, or None when nothing changed."""
-    from ruamel.yaml.comments import CommentedMap
-
-    case = f"{record.identity} [{record.fingerprint}, n={record.n}]"
-    values = {"top1": round(record.top1, 6), "top5": round(record.top5, 6)}
-    if existing is None:
-        entry = CommentedMap((name, getattr(record, name))
-                             for name in ("model", "precision", "tta", "runtime", "runtime_version"))
-        _store(entry, record, values, today)
-        measured.append(entry)
-        gap = f" (documented gap accepted: {record.accepted_gap})" if record.accepted_gap else ""
-        return f"{case}: new top1 {values['top1']:.4f}, top5 {values['top5']:.4f}{gap}"
-    parts = [f"{metric} {float(existing[metric]):.4f} -> {new:.4f}" for metric, new in values.items()
-             if float(existing[metric]) != new]
-    if int(existing["n"]) != record.n:
-        parts.append(f"n {existing['n']} -> {record.n}")
-    if str(existing["runtime_version"]) != record.runtime_version:
-        parts.append(f"runtime_version {existing['runtime_version']} -> {record.runtime_version}")
-    if existing.get("accepted_gap") != record.accepted_gap:
-        parts.append(f"accepted_gap {existing.get('accepted_gap')!r} -> {record.accepted_gap!r}")
-    if record.predictions and existing.get("predictions") != record.predictions:
-        parts.append(f"per-image record {existing.get('predictions')} -> {record.predictions}")
-    elif record.record_changed:
-        parts.append("per-image record rewritten (other predictions, same totals)")
-    if not parts:
-        return None
-    _store(existing, record, values, today)
-    return f"{case}: " + ", ".join(parts)
-
-
-def _store(entry, record: MeasuredRecord, values: dict, today: str) -> None:
-    """Write a record's values into its entry; keys already there keep their place in the file."""
-    entry.update(values)
-    entry.update(runtime_version=record.runtime_version, n=record.n, fingerprint=record.fingerprint, date=today,
-                 evaluator_version=record.evaluator_version)
-    if record.predictions:
-        entry["predictions"] = record.predictions
-    if record.accepted_gap:
-        entry["accepted_gap"] = record.accepted_gap
-    elif "accepted_gap" in entry:
-        del entry["accepted_gap"]
-
-
-def _unused_entries(path: Path, data, measured, prune: bool) -> tuple[list[str], list[str]]:
-    """Measured entries and record files no regression case uses: (listed, removed from `measured`)."""
-    problems: list[str] = []
-    parsed = _parse(path, _yaml().load(_dump(data)), problems)
-    if parsed is None:
-        return [], []
-    cases = {c.identity for c in list_cases(parsed)}
-    unused, pruned, keep = [], [], []
-    for entry in measured:
-        case, fingerprint = _measured_key(entry)
-        if case in cases:
-            keep.append(entry)
-            continue
-        unused.append(f"measured {case} [{fingerprint}]")
-    referenced = {str(e.get("predictions")) for e in keep}
-    unused += [f"per-image record {p.relative_to(path.parent)}" for p in unused_records(path, referenced)]
-    if prune and len(keep) != len(measured):
-        pruned = [u for u in unused if u.startswith("measured ")]
-        measured[:] = keep
-    if prune:
-        pruned += [u for u in unused if u.startswith("per-image record ")]
-    return unused, pruned
-
-
-def _dump(data) -> str:
-    buffer = io.StringIO()
-    _yaml().dump(data, buffer)
-    return buffer.getvalue()

@@ -8,7 +8,7 @@ import json
 from .baselines import DEFAULT_BASELINES, Baselines, list_cases, load_baselines
 from .locations import default_models_dir
 from .models import locate_model_file
-from .preprocess import RECIPES
+from .recipes import RECIPES
 
 
 def catalogue(args) -> Baselines:

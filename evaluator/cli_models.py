@@ -11,8 +11,8 @@ from .errors import EvaluatorError, FetchError
 from .fetch import FETCH_LOCK_FILE, fetch_model
 from .locations import default_models_dir, inside
 from .options import recipe_overrides
-from .preprocess import check_tta
 from .progress import Progress
+from .recipes import check_tta
 
 
 def cmd_add_model(args) -> int:

@@ -29,8 +29,7 @@ from .options import recipe_overrides
 from .pipeline import artifact_key, changed_images, predict
 from .prediction_store import META_JSON, PREDICTIONS_CSV, PredictionStore, is_run_dir, run_dir
 from .predictions import Predictions, read_predictions_record
-from .preprocess import TTA_MODES
-from .recipes import describe_fields, resolve_recipe
+from .recipes import TTA_MODES, describe_fields, resolve_recipe
 from .run_spec import RunSpec
 from .seed import read_prediction_texts, write_prediction_texts
 from .verdict import Measurement, judge_case

@@ -35,8 +35,6 @@ IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
 _WNID = re.compile(r"n\d{8}")
 # Image ids become file names inside image_dir, so only plain names are accepted (no separators, drives or "..").
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-# One LOC_val_solution.csv row in its plain form: image id, comma, first wnid, then the rest of the boxes unquoted.
-_PLAIN_SOLUTION_ROW = re.compile(rf"^({_PLAIN_ID.pattern}),({_WNID.pattern})(?:[ \t][^\r\n,\"]*)?\r?$", re.MULTILINE)
 # (path under the root, how to check it exists, what goes there)
 _EXPECTED_LAYOUT = (
     (Path(SYNSET_MAPPING), Path.is_file, "the 1000-line class list, 'n01440764 tench, Tinca tinca' ..."),
@@ -190,11 +188,7 @@ def read_val_solution(path: str | Path, wnids) -> dict[str, int]:
     """Class index per image id from LOC_val_solution.csv (first wnid of PredictionString), in file order."""
     path = Path(path)
     class_index = {wnid: i for i, wnid in enumerate(wnids)}
-    labels = _read_plain_val_solution(path, class_index)
-    if labels is not None:
-        return labels
-    # anything unusual (quoting, blank or malformed lines, unknown synsets, duplicates) is read row by row, which
-    # accepts what the csv module accepts and names the line of the first problem
+    # row by row with the csv module, which accepts any valid quoting and lets a problem name its line
     labels = {}
     first_line: dict[str, int] = {}
     with path.open(encoding="utf-8-sig", newline="") as file:
@@ -213,26 +207,6 @@ def read_val_solution(path: str | Path, wnids) -> dict[str, int]:
         except UnicodeDecodeError as exc:
             raise DatasetError(f"{path}: not UTF-8 text ({exc})") from None
     return labels
-
-
-def _read_plain_val_solution(path: Path, class_index: dict[str, int]) -> dict[str, int] | None:
-    """The labels of a file in the canonical plain form, in one regular-expression pass; None for anything else."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as file:
-            text = file.read()
-    except UnicodeDecodeError:
-        return None
-    header, _, body = text.partition("\n")
-    if header.rstrip("\r") != ",".join(CSV_HEADER) or ".." in body:
-        return None
-    rows = _PLAIN_SOLUTION_ROW.findall(body)
-    if len(rows) != body.count("\n") + (not body.endswith("\n")):  # a line that is not a plain row
-        return None
-    try:
-        labels = {image_id: class_index[wnid] for image_id, wnid in rows}
-    except KeyError:  # an unknown synset
-        return None
-    return labels if len(labels) == len(rows) else None  # else a duplicate id
 
 
 def subset(dataset: Dataset, n: int, seed: int = 0) -> Dataset:

@@ -17,7 +17,7 @@ from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .model_hash import file_sha256
 from .models import FORMAT_RUNTIMES, locate_model_file, missing_model_message
 from .model_runtime import RuntimePool
-from .pipeline import RunResult, predict
+from .pipeline import predict, RunResult
 from .run_spec import RunSpec
 from .recipes import resolve_recipe
 from .report import CaseResult

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import ModelError
 from .model_hash import file_sha256
-from .preprocess import Recipe
+from .recipes import Recipe
 from .run_spec import RunSpec
 from .runtimes import open_runtime
 from .runtimes.base import check_output_shape

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError, did_you_mean, shown
 from .locations import is_plain_name, model_search_dirs
+from .recipes import RECIPES
 
 PLAIN_NAME_RULE = "letters, digits, _ . + -; no '/', no '..'"
 
-# Which runtimes can open which file format; the first one is the default where ailia is not licensed.
+# Which runtimes can open which file format (a format is also its file name ending, see evaluate.file_format); the
+# first one is the default where ailia is not licensed.
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "ailia"), "tflite": ("litert", "ailia")}
 
 
@@ -60,8 +63,6 @@ def key_name(key) -> str:
 
 def unknown_key(key, allowed) -> str:
     """ "unknown key; did you mean recipe? (allowed: ...)", the wording of the parser and the schema alike."""
-    import difflib
-
     close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown key{hint} (allowed: {', '.join(sorted(allowed))})"
@@ -88,7 +89,7 @@ def parse_models(raw: dict, problems: list[str], recipes: dict | None = None,
         broken_recipes: declared recipes already reported as broken: naming one is not reported again.
     """
     if recipes is None:
-        from .preprocess import RECIPES as recipes
+        recipes = RECIPES
     models = {}
     for name, entry in (raw or {}).items():
         where = f"models.{key_name(name)}"

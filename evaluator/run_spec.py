@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .preprocess import Recipe
+from .recipes import Recipe
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import json
 from importlib import resources
 
 from .errors import did_you_mean
+from .models import unknown_key
 
 SCHEMA_FILE = "baselines.schema.json"
 
@@ -26,7 +27,7 @@ def load_schema() -> dict:
 
 def schema_problems(raw) -> list[str]:
     """Every place where the loaded YAML document `raw` breaks the schema, as "key.path: problem" lines."""
-    import jsonschema
+    import jsonschema  # here, not at the top: 50 ms of imports that only a catalogue check needs
 
     validator = jsonschema.Draft202012Validator(load_schema(), format_checker=jsonschema.FormatChecker())
     problems = []
@@ -46,8 +47,6 @@ def key_path(parts) -> str:
 def _lines(error) -> list[str]:
     where = key_path(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        from .models import unknown_key
-
         allowed = sorted(error.schema.get("properties", {}))
         unknown = [k for k in error.instance if k not in allowed]
         if allowed and unknown:
@@ -69,8 +68,14 @@ def _lines(error) -> list[str]:
 
 
 def _interval(schema: dict) -> str:
-    low = "(" + str(schema["exclusiveMinimum"]) if "exclusiveMinimum" in schema else "[" + str(schema.get("minimum", "-inf"))
-    high = str(schema["exclusiveMaximum"]) + ")" if "exclusiveMaximum" in schema else str(schema.get("maximum", "inf")) + "]"
+    if "exclusiveMinimum" in schema:
+        low = "(" + str(schema["exclusiveMinimum"])
+    else:
+        low = "[" + str(schema.get("minimum", "-inf"))
+    if "exclusiveMaximum" in schema:
+        high = str(schema["exclusiveMaximum"]) + ")"
+    else:
+        high = str(schema.get("maximum", "inf")) + "]"
     return f"{low}, {high}"
 
 

@@ -17,7 +17,8 @@ from . import __version__
 from .fileio import atomic_write_bytes
 from .prediction_store import PredictionStore
 from .predictions import predictions_record_bytes
-from .baselines import DEFAULT_BASELINES, MeasuredRecord, list_cases, load_baselines, record_relpath, update_measured
+from .baselines import DEFAULT_BASELINES, list_cases, load_baselines
+from .baselines_update import MeasuredRecord, record_relpath, update_measured
 from .dataset import load_dataset, subset
 from .errors import DatasetError, EvaluatorError, RuntimeUnavailable, did_you_mean
 from .evaluate import ModelFileMissing, case_result, evaluate_case, failure_message, predict_case, unrun_result

@@ -125,6 +125,16 @@ def test_raw_uint8_recipe_refuses_a_float_input_and_names_are_unique(tmp_path, c
     assert catalogue.read_text() == DEFAULT_BASELINES.read_text()
 
 
+def test_a_file_of_unknown_format_is_refused_naming_the_known_endings(tmp_path, capsys):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"not a model")
+    catalogue = _catalogue(tmp_path)
+    assert main(["add-model", "torch", "--model-path", str(model), "--recipe", "resnet50_pytorch", "--baselines",
+                 str(catalogue)]) == 2
+    assert f"{model}: unknown model file type '.pt'; expected one of .onnx, .tflite" in capsys.readouterr().err
+    assert catalogue.read_text() == DEFAULT_BASELINES.read_text()
+
+
 def _pytest_k(name: str, catalogue: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_regression.py", "-k", name,

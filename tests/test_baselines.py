@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.baselines import (
-    DEFAULT_BASELINES, MeasuredRecord, list_cases, load_baselines, update_measured,
-)
+from evaluator.baselines import DEFAULT_BASELINES, list_cases, load_baselines
+from evaluator.baselines_update import MeasuredRecord, update_measured
+from evaluator.catalogue_yaml import round_trip_yaml
 from evaluator.errors import BaselinesError
 
 SEED_DOCUMENTED_ROWS = 6 + 12 + 3 + 3  # ONNX table, tflite table, hidden known-bad rows, TensorFlow 2.7 table
@@ -165,10 +165,8 @@ def _validate(capsys, path: Path) -> tuple[int, str]:
 
 @pytest.mark.parametrize("case", sorted(MISTYPED))
 def test_a_mistyped_catalogue_gives_one_line_and_exit_2(tmp_path, capsys, case):
-    from evaluator.baselines import _yaml
-
     path = _copy(tmp_path)
-    yaml = _yaml()
+    yaml = round_trip_yaml()
     data = yaml.load(path.read_text())
     MISTYPED[case](data)
     with path.open("w") as file:
@@ -189,6 +187,17 @@ def test_an_alias_bomb_is_refused_quickly_in_one_line(tmp_path, capsys):
 
     assert code == 2 and err.count("\n") == 1 and "aliases expand to more than 100,000 values" in err
     assert "lol" not in err
+
+
+def test_an_alias_cycle_is_refused_in_one_line(tmp_path, capsys):
+    path = _copy(tmp_path)
+    lines = len(path.read_text().splitlines())
+    path.write_text(path.read_text() + "loop: &loop [1, *loop]\n")
+
+    code, err = _validate(capsys, path)
+
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"line {lines + 1}: a YAML alias refers to a collection that contains it (a cycle); refused" in err
 
 
 def test_a_long_value_is_shortened_in_messages(tmp_path, capsys):

@@ -13,7 +13,7 @@ from evaluator.seed import read_prediction_texts
 from evaluator.dataset import load_dataset
 from evaluator.pipeline import predict
 from evaluator.run_spec import RunSpec
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,7 @@
 """evaluator/case.py: one case identity, one text form, shared by cases, measured records and file names."""
 
-from evaluator.baselines import Case, MeasuredRecord, record_relpath
+from evaluator.baselines import Case
+from evaluator.baselines_update import MeasuredRecord, record_relpath
 from evaluator.case import CaseId
 
 

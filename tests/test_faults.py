@@ -25,16 +25,17 @@ from PIL import Image
 from test_decode import png_header_only
 from test_runtimes import make_onnx
 
-from evaluator.prediction_store import PredictionStore
 from evaluator import prediction_store
-from evaluator.baselines import Case, MeasuredRecord, load_baselines, update_measured
+from evaluator.prediction_store import PredictionStore
+from evaluator.baselines import Case, load_baselines
+from evaluator.baselines_update import MeasuredRecord, update_measured
 from evaluator.cli import main
 from evaluator.dataset import load_dataset
 from evaluator.errors import ArtifactError, ModelError, RecipeError
 from evaluator.evaluate import evaluate_case, failure_message
 from evaluator.pipeline import predict
 from evaluator.run_spec import RunSpec
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 
 pytest_plugins = ["pytester"]
@@ -501,7 +502,7 @@ def run_dir(artifacts: Path, tta: str) -> Path:
 
 
 def _no_temp_files(directory: Path) -> bool:
-    # the update lock beside baselines.yaml (baselines.update_lock_path) is kept by design; it is no temporary file
+    # the update lock beside baselines.yaml (baselines_update.update_lock_path) is kept by design; it is no temporary file
     return not [p for p in directory.rglob(".*") if p.is_file() and p.name != ".baselines.yaml.lock"]
 
 

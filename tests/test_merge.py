@@ -18,7 +18,7 @@ from evaluator.dataset import load_dataset, select
 from evaluator.locations import fixtures_dir
 from evaluator.pipeline import predict, StoredPredictionsMissing
 from evaluator.run_spec import RunSpec
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 from evaluator.shard import Shard
 

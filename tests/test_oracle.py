@@ -23,7 +23,7 @@ from evaluator.dataset import load_dataset, subset
 from evaluator.locations import fixtures_dir
 from evaluator.pipeline import predict
 from evaluator.run_spec import RunSpec
-from evaluator.preprocess import RECIPES, TTA_MODES, get_recipe
+from evaluator.recipes import RECIPES, TTA_MODES, get_recipe
 from imagenet_factory import IMAGE_SUBDIR, image_id, synset_lines, wnid
 
 N_DEFAULT = 12  # fixture images per case in the default run; EVALUATOR_ORACLE_ALL=1 compares all 700

@@ -20,7 +20,8 @@ from evaluator.decode_cache import USED_MARKER
 from evaluator.decode import decode_image
 from evaluator.pipeline import predict
 from evaluator.run_spec import RunSpec
-from evaluator.preprocess import RECIPES, TTA_MODES, from_geometry, geometry, geometry_is_cacheable, get_recipe, preprocess
+from evaluator.preprocess import geometry, geometry_is_cacheable, normalize, preprocess
+from evaluator.recipes import RECIPES, TTA_MODES, get_recipe
 from evaluator.runtimes.fake import FakeModel
 
 N_IMAGES = 30
@@ -127,7 +128,7 @@ def test_cached_geometry_reproduces_the_full_preprocessing(dataset, spec, tmp_pa
     stored = np.load(cached)
     for i, image_id in enumerate(dataset.image_ids[:4]):
         direct = preprocess(decode_image(dataset.image_path(image_id)), spec.recipe, spec.tta, size=8)
-        np.testing.assert_array_equal(from_geometry(stored[i], spec.recipe, spec.tta, size=8), direct)
+        np.testing.assert_array_equal(normalize(stored[i], spec.recipe), direct)
     assert run.computed == N_IMAGES
 
 

@@ -1,31 +1,26 @@
 """Tests for evaluator/preprocess.py: exact integer geometry, values per recipe, ordering, quantization, errors."""
 
 import dataclasses
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from evaluator.dataset import IMAGE_SUBDIR
 from evaluator.errors import RecipeError
+from evaluator.locations import fixtures_dir
 from evaluator.preprocess import (
-    RECIPES,
-    TTA_MODES,
-    Recipe,
     geometry,
     geometry_is_cacheable,
-    get_recipe,
     normalize,
-    normalize_values,
-    from_geometry,
     inputs_from_geometry,
     geometry_key,
     preprocess,
     script_values,
     to_input,
 )
+from evaluator.recipes import RECIPES, Recipe, TTA_MODES, get_recipe
 from evaluator.runtimes.base import TensorSpec
 
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
@@ -148,7 +143,7 @@ def test_letterbox_padding_is_black_for_uint8_scripts_and_zero_for_caffe():
     assert raw[0, 0].tolist() == [0.0, 0.0, 0.0] and raw[0, 40].tolist() == [7.0, 7.0, 7.0]
 
 
-def test_from_geometry_reproduces_preprocess():
+def test_normalize_of_geometry_reproduces_preprocess():
     image = random_image(499, 333, seed=5)
     for name, recipe in RECIPES.items():
         if recipe.normalize_before_resize:
@@ -156,10 +151,8 @@ def test_from_geometry_reproduces_preprocess():
         for tta in TTA_MODES:
             cached = geometry(image, recipe, tta, 192)
             assert (cached.shape == (192, 192, 3)) == geometry_is_cacheable(recipe, tta), (name, tta)
-            np.testing.assert_array_equal(from_geometry(cached, recipe, tta, 192), preprocess(image, recipe, tta, 192),
+            np.testing.assert_array_equal(normalize(cached, recipe), preprocess(image, recipe, tta, 192),
                                           err_msg=f"{name} {tta}")
-    with pytest.raises(ValueError, match="expected a 224x224 geometry"):
-        from_geometry(image, get_recipe("resnet50_pytorch"), "1-crop")
 
 
 # --- central fraction (tf.image.central_crop) -----------------------------------------------------------------------
@@ -402,8 +395,7 @@ def test_rejects_images_that_are_not_hxwx3_uint8():
 # --- one real validation image --------------------------------------------------------------------------------------
 
 def test_every_recipe_and_tta_on_a_real_image():
-    fixtures = Path(os.environ.get("EVALUATOR_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
-    path = fixtures / "imagenet" / "ILSVRC" / "Data" / "CLS-LOC" / "val" / "ILSVRC2012_val_00000001.JPEG"
+    path = fixtures_dir() / "imagenet" / IMAGE_SUBDIR / "ILSVRC2012_val_00000001.JPEG"
     if not path.is_file():
         pytest.skip(f"{path} absent: put the ImageNet fixture slice there (see SOURCES.md)")
     image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -412,16 +404,3 @@ def test_every_recipe_and_tta_on_a_real_image():
             out = preprocess(image, recipe, tta)
             assert out.shape == (224, 224, 3), (name, tta)
             assert np.isfinite(out.astype(np.float32)).all()
-
-
-@pytest.mark.parametrize("name", sorted(RECIPES))
-def test_table_normalisation_equals_the_scripts_arithmetic_bit_for_bit(name):
-    recipe = get_recipe(name)
-    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    ordered = image[..., ::-1] if recipe.colour == "BGR" else image
-
-    values = normalize(image, recipe)
-
-    expected = ordered if recipe.quantize == "raw-uint8" else normalize_values(ordered, recipe)
-    assert values.dtype == expected.dtype and values.flags.c_contiguous
-    np.testing.assert_array_equal(values, expected)

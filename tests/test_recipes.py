@@ -15,8 +15,9 @@ from evaluator.cli import main
 from evaluator.errors import RecipeError
 from evaluator.pipeline import artifact_key
 from evaluator.run_spec import RunSpec
-from evaluator.preprocess import RECIPES, geometry, get_recipe
-from evaluator.recipes import BUILTIN, FAMILIES, OVERRIDE_OPTIONS, apply_overrides, build_recipes, resolve_recipe
+from evaluator.preprocess import geometry
+from evaluator.recipes import (BUILTIN, FAMILIES, OVERRIDE_OPTIONS, RECIPES, apply_overrides, build_recipes, get_recipe,
+                               resolve_recipe)
 
 from imagenet_factory import real_imagenet_dir
 from test_plugin import world  # noqa: F401  (fixture)

@@ -810,7 +810,7 @@ def test_ailia_onnx_cases_go_through_the_classifier_as_the_script_feeds_it(sdk_c
     from evaluator.dataset import load_dataset
     from evaluator.pipeline import predict
     from evaluator.run_spec import RunSpec
-    from evaluator.preprocess import get_recipe
+    from evaluator.recipes import get_recipe
     from imagenet_factory import make_imagenet
 
     make_imagenet(tmp_path / "imagenet", n_images=3)
@@ -840,7 +840,7 @@ def test_ailia_net_is_an_explicit_runtime_judged_as_another_runtime(sdk_calls, t
     from evaluator.dataset import load_dataset
     from evaluator.pipeline import predict
     from evaluator.run_spec import RunSpec
-    from evaluator.preprocess import get_recipe
+    from evaluator.recipes import get_recipe
     from evaluator.verdict import tolerance_for
     from imagenet_factory import make_imagenet
 

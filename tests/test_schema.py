@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from evaluator import preprocess
+from evaluator import recipes
 from evaluator.baselines import DEFAULT_BASELINES
 from evaluator.cli import main
 from evaluator.recipes import recipe_fields
@@ -39,13 +39,13 @@ def test_the_schema_ships_as_package_data_and_jsonschema_is_a_dependency():
 def test_the_schema_knows_every_recipe_field_and_value():
     recipe = load_schema()["$defs"]["recipe"]["properties"]
     assert set(recipe) == {"base", "summary", *recipe_fields()}
-    for field, choices in (("resize", preprocess._RESIZES), ("colour", preprocess._COLOURS),
-                           ("layout", preprocess._LAYOUTS), ("ranking", preprocess.RANKINGS),
-                           ("none_geometry", preprocess._NONE_GEOMETRIES), ("quantize", preprocess._QUANTIZES),
-                           ("crop_geometry", preprocess._CROP_GEOMETRIES), ("arithmetic", preprocess._ARITHMETICS),
-                           ("quantize_rounding", preprocess._ROUNDINGS)):
+    for field, choices in (("resize", recipes._RESIZES), ("colour", recipes._COLOURS),
+                           ("layout", recipes._LAYOUTS), ("ranking", recipes.RANKINGS),
+                           ("none_geometry", recipes._NONE_GEOMETRIES), ("quantize", recipes._QUANTIZES),
+                           ("crop_geometry", recipes._CROP_GEOMETRIES), ("arithmetic", recipes._ARITHMETICS),
+                           ("quantize_rounding", recipes._ROUNDINGS)):
         assert tuple(recipe[field]["enum"]) == choices, field
-    assert load_schema()["$defs"]["expected"]["properties"]["tta"]["enum"] == list(preprocess.TTA_MODES)
+    assert load_schema()["$defs"]["expected"]["properties"]["tta"]["enum"] == list(recipes.TTA_MODES)
 
 
 DECLARED = """

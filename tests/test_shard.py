@@ -10,7 +10,7 @@ from evaluator.dataset import load_dataset
 from evaluator.errors import EvaluatorError
 from evaluator.pipeline import predict
 from evaluator.run_spec import RunSpec
-from evaluator.preprocess import get_recipe
+from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 from evaluator.shard import Shard, parse_shard, shard_of
 

@@ -104,8 +104,9 @@ def test_xdist_and_serial_give_the_same_verdicts(project, tmp_path):
 
 
 def test_changed_recipe_fails_with_paired_numbers_and_restoring_passes(fixtures, tmp_path, monkeypatch):
-    from evaluator import preprocess
-    from evaluator.baselines import Case, MeasuredRecord, load_baselines, record_relpath, update_measured
+    from evaluator import recipes
+    from evaluator.baselines import Case, load_baselines
+    from evaluator.baselines_update import MeasuredRecord, record_relpath, update_measured
     from evaluator.predictions import write_predictions_record
     from evaluator.dataset import load_dataset
     from evaluator.evaluate import evaluate_case, failure_message
@@ -123,8 +124,8 @@ def test_changed_recipe_fails_with_paired_numbers_and_restoring_passes(fixtures,
         case.model, case.precision, case.tta, case.runtime, first.run.meta["runtime_version"], first.scores.top1,
         first.scores.top5, first.scores.n, dataset.fingerprint, "test", relpath)])
 
-    recipe = preprocess.RECIPES["tf_slim_mobilenet_quant"]
-    monkeypatch.setitem(preprocess.RECIPES, "tf_slim_mobilenet_quant",
+    recipe = recipes.RECIPES["tf_slim_mobilenet_quant"]
+    monkeypatch.setitem(recipes.RECIPES, "tf_slim_mobilenet_quant",
                         dataclasses.replace(recipe, resize="pil-bilinear-antialias"))
     changed = evaluate_case(load_baselines(baselines_path), case, dataset, **run)
     paired = changed.verdict.measured.paired
@@ -134,7 +135,7 @@ def test_changed_recipe_fails_with_paired_numbers_and_restoring_passes(fixtures,
     message = failure_message(changed, "pytest -k x", dataset.class_names)
     assert re.search(r"per image against the recorded baseline: top1 lost \d+, gained \d+, p=", message)
 
-    monkeypatch.setitem(preprocess.RECIPES, "tf_slim_mobilenet_quant", recipe)
+    monkeypatch.setitem(recipes.RECIPES, "tf_slim_mobilenet_quant", recipe)
     restored = evaluate_case(load_baselines(baselines_path), case, dataset, **run)
     assert restored.passed and restored.verdict.measured.paired.identical_predictions
     assert restored.run.computed == 0  # the first run's artifact is reused
