@@ -182,6 +182,21 @@ def test_huge_jpeg_header_is_refused_without_decoding(tmp_path):
     assert "image is 50000x60000 = 3,000,000,000 pixels" in str(error.value)
 
 
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"exif": Image.Exif()}, {"icc_profile": b"x" * 70_000},
+                                     {"subsampling": 0}], ids=["baseline", "progressive", "exif", "icc", "444"])
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_jpeg_size_from_the_frame_header_agrees_with_pillow(tmp_path, options, mode):
+    image = Image.fromarray(noise(37, 53)).convert(mode)
+    if "exif" in options:
+        options["exif"][0x0112] = 6  # an orientation tag, so the APP1 segment has content
+    data = save(image, tmp_path / "a.JPEG", "JPEG", **options).read_bytes()
+    filled = data[:2] + b"\xff\xff" + data[2:]  # fill bytes before a marker are allowed
+
+    with Image.open(tmp_path / "a.JPEG") as reread:
+        assert decode._jpeg_frame(tmp_path / "a.JPEG", data)[:2] == (53, 37) == reread.size
+    assert decode._jpeg_frame(tmp_path / "a.JPEG", filled)[:2] == (53, 37)
+
+
 # --- damaged files --------------------------------------------------------------------------------------------------
 
 

@@ -95,7 +95,7 @@ def test_read_array_reads_what_atomic_write_array_stored_and_nothing_else(tmp_pa
         with pytest.raises(ValueError, match="entry.npy: not an .npy file of"):
             read_array(path, shape, dtype)
     stored = path.read_bytes()
-    for damaged in (stored[:-1], b"\0" * len(stored)):  # truncated, zero-filled
+    for damaged in (stored[:-1], stored + b"\0", b"\0" * len(stored)):  # truncated, trailing bytes, zero-filled
         path.write_bytes(damaged)
         with pytest.raises(ValueError):
             read_array(path, (2, 3, 4, 3), np.uint8)
