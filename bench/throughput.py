@@ -60,13 +60,12 @@ from evaluator.decode import decode_image  # noqa: E402
 from evaluator.evaluate import score  # noqa: E402
 from evaluator.locations import fixtures_dir  # noqa: E402
 from evaluator.metrics import largest_class_changes, paired_compare, topk_hits  # noqa: E402
-from evaluator.models import FORMAT_RUNTIMES  # noqa: E402
 from evaluator.model_runtime import RuntimePool, inspect_model, model_batch_size  # noqa: E402
 from evaluator.pipeline import predict  # noqa: E402
 from evaluator.run_spec import available_cores, RunSpec  # noqa: E402
 from evaluator.preprocess import geometry, normalize, to_input  # noqa: E402
 from evaluator.recipes import get_recipe  # noqa: E402
-from evaluator.runtimes import open_runtime  # noqa: E402
+from evaluator.runtimes import FORMAT_RUNTIMES, open_runtime  # noqa: E402
 
 TTA = "1-crop"
 REPEATS = 4  # the x4 dataset: every fixture image listed this many times

@@ -18,7 +18,6 @@ from .evaluate import (
     catalogue_spec,
     check_runtime,
     failed_image_lines,
-    file_format,
     resolve_runtime,
     score,
 )
@@ -31,6 +30,7 @@ from .prediction_store import META_JSON, PREDICTIONS_CSV, PredictionStore, is_ru
 from .predictions import Predictions, read_predictions_record
 from .recipes import TTA_MODES, describe_fields, resolve_recipe
 from .run_spec import RunSpec
+from .runtimes import file_format
 from .seed import read_prediction_texts, write_prediction_texts
 from .verdict import Measurement, judge_case
 

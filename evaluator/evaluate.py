@@ -15,13 +15,13 @@ from .errors import EvaluatorError, FetchError, ModelError, RuntimeUnavailable, 
 from .fetch import FETCH_LOCK_FILE, recorded_sha256
 from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .model_hash import file_sha256
-from .models import FORMAT_RUNTIMES, locate_model_file, missing_model_message
+from .models import locate_model_file, missing_model_message
 from .model_runtime import RuntimePool
 from .pipeline import predict, RunResult
 from .run_spec import RunSpec
 from .recipes import resolve_recipe
 from .report import CaseResult
-from .runtimes import RUNTIMES, runtime_available
+from .runtimes import FORMAT_RUNTIMES, RUNTIMES, runtime_available
 from .shard import Shard
 from .verdict import Measurement, Verdict, judge_case
 
@@ -67,12 +67,6 @@ def failed_image_lines(predictions: Predictions, full_list, shown: int = 10) -> 
     lines += [f"  {predictions.image_ids[i]}: {predictions.errors[i]}" for i in failed[:shown]]
     lines.append(f"every failed image and its reason: the error column of {full_list}")
     return lines
-
-
-def file_format(path: Path) -> str | None:
-    """A model file's format (a key of models.FORMAT_RUNTIMES) from its suffix; None for any other file."""
-    suffix = Path(path).suffix.lower().removeprefix(".")
-    return suffix if suffix in FORMAT_RUNTIMES else None
 
 
 def resolve_runtime(name: str, model_format: str | None) -> str:

@@ -13,7 +13,7 @@ from .errors import ModelError
 from .model_hash import file_sha256
 from .recipes import Recipe
 from .run_spec import RunSpec
-from .runtimes import open_runtime
+from .runtimes import file_format, open_runtime
 from .runtimes.base import check_output_shape
 
 
@@ -111,7 +111,7 @@ def runtime_key(spec: RunSpec) -> tuple:
 def uses_ailia_classifier(spec: RunSpec) -> bool:
     """True for ailia ONNX runs whose documented numbers came from ailia.Classifier (REFERENCE 3.3): they go through
     it, fed what the script feeds it. `--runtime ailia-net` runs ailia.Net on the evaluator's own preprocessing."""
-    return (spec.runtime == "ailia" and Path(spec.model_path).suffix.lower() == ".onnx"
+    return (spec.runtime == "ailia" and file_format(spec.model_path) == "onnx"
             and spec.recipe.ailia_classifier_range is not None)
 
 
