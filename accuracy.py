@@ -2,7 +2,7 @@
 
 import sys
 
-from evaluator.seed import accuracy_main
+from evaluator.seed_commands import accuracy_main
 
 if __name__ == "__main__":
     sys.exit(accuracy_main())

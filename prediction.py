@@ -2,7 +2,7 @@
 
 import sys
 
-from evaluator.seed import prediction_main
+from evaluator.seed_commands import prediction_main
 
 if __name__ == "__main__":
     sys.exit(prediction_main())

@@ -31,12 +31,13 @@ import numpy as np
 from timing import best_of  # bench/ is the script's directory
 
 from evaluator import stamps
-from evaluator.artifacts import PredictionStore
 from evaluator.dataset import IMAGE_SUBDIR, load_dataset
 from evaluator.decode import decode_image
 from evaluator.locations import fixtures_dir
-from evaluator.pipeline import RunSpec, changed_images, predict
+from evaluator.pipeline import changed_images, predict
+from evaluator.prediction_store import PredictionStore
 from evaluator.recipes import get_recipe
+from evaluator.run_spec import RunSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from imagenet_factory import make_imagenet  # noqa: E402  (the tests' generator of Kaggle-layout sets)

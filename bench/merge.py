@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluator.artifacts import Predictions, PredictionStore
 from evaluator.merge import merge_artifacts
+from evaluator.prediction_store import PredictionStore
+from evaluator.predictions import Predictions
 from evaluator.shard import Shard
 
 REPO = Path(__file__).resolve().parents[1]

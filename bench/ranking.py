@@ -19,8 +19,8 @@ from timing import best_of  # bench/ is the script's directory
 from evaluator.dataset import load_dataset, subset
 from evaluator.decode import decode_image
 from evaluator.locations import fixtures_dir
-from evaluator.pipeline import top_k
 from evaluator.preprocess import geometry, inputs_from_geometry
+from evaluator.ranking import top_k
 from evaluator.recipes import get_recipe
 from evaluator.runtimes import open_runtime
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 
 from evaluator.dataset import IMAGE_SUBDIR, SYNSET_MAPPING, read_synset_mapping
-from evaluator.pipeline import top_k
 from evaluator.preprocess import geometry, geometry_is_cacheable, inputs_from_geometry, preprocess, to_input
+from evaluator.ranking import top_k
 from evaluator.recipes import get_recipe
 from evaluator.runtimes import open_runtime, runtime_for_file
 

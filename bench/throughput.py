@@ -53,18 +53,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evaluator.artifacts import Predictions, PredictionStore, read_prediction_texts
 from evaluator.baselines import load_baselines
 from evaluator.dataset import CSV_HEADER, IMAGE_SUBDIR, SYNSET_MAPPING, VAL_SOLUTION, Dataset, load_dataset
 from evaluator.decode import decode_image
 from evaluator.evaluate import score
 from evaluator.locations import fixtures_dir
 from evaluator.metrics import largest_class_changes, paired_compare, topk_hits
-from evaluator.models import FORMAT_RUNTIMES
-from evaluator.pipeline import RunSpec, available_cores, inspect_model, model_batch_size, predict
+from evaluator.model_runtime import RuntimePool, inspect_model, model_batch_size
+from evaluator.pipeline import predict
+from evaluator.prediction_store import PredictionStore
+from evaluator.predictions import Predictions
 from evaluator.preprocess import geometry, normalize, to_input
 from evaluator.recipes import get_recipe
-from evaluator.runtimes import open_runtime
+from evaluator.run_spec import RunSpec, available_cores
+from evaluator.runtimes import FORMAT_RUNTIMES, open_runtime
+from evaluator.seed import read_prediction_texts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,15 +203,16 @@ def cold_and_warm_seconds(spec: RunSpec, dataset: Dataset, artifacts: Path,
     """predict() with an empty decode cache, then again with it filled (predictions recomputed): the best of each,
     and the predictions (the same every time)."""
     cold_s, warm_s = [], []
-    for attempt in range(attempts):
-        started = time.perf_counter()
-        cold = predict(dataset, spec, artifacts / str(attempt), progress=False)
-        cold_s.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        warm = predict(dataset, spec, artifacts / str(attempt), recompute=True, progress=False)
-        warm_s.append(time.perf_counter() - started)
-        assert warm.computed == len(dataset.image_ids)
-        assert np.array_equal(warm.predictions.top5_ids, cold.predictions.top5_ids)
+    with RuntimePool() as runtimes:  # the runtimes stay open from one run to the next, as in a pytest session
+        for attempt in range(attempts):
+            started = time.perf_counter()
+            cold = predict(dataset, spec, artifacts / str(attempt), progress=False, runtimes=runtimes)
+            cold_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            warm = predict(dataset, spec, artifacts / str(attempt), recompute=True, progress=False, runtimes=runtimes)
+            warm_s.append(time.perf_counter() - started)
+            assert warm.computed == len(dataset.image_ids)
+            assert np.array_equal(warm.predictions.top5_ids, cold.predictions.top5_ids)
     return min(cold_s), min(warm_s), cold.predictions
 
 

@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .artifacts import atomic_write_text, file_lock
+from .fileio import atomic_write_text, file_lock
 from .baselines import list_cases, load_baselines, validate_raw
 from .baselines_update import update_lock_path
 from .catalogue_yaml import dump, read_yaml, round_trip_yaml
 from .errors import BaselinesError, ModelError
 from .locations import model_search_dirs
-from .evaluate import file_format
-from .models import FORMAT_RUNTIMES
-from .pipeline import RunSpec, inspect_model
+from .model_runtime import inspect_model
+from .run_spec import RunSpec
 from .recipes import OVERRIDE_OPTIONS, resolve_recipe
-from .runtimes import open_runtime
+from .runtimes import FORMAT_RUNTIMES, file_format, open_runtime, runtime_for_file
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def inspect_file(path: Path, recipe) -> ModelFacts:
     if fmt is None:
         known = ", ".join("." + fmt for fmt in FORMAT_RUNTIMES)
         raise ModelError(f"{path}: unknown model file type {path.suffix or '(no suffix)'!r}; expected one of {known}")
-    runtime_name = FORMAT_RUNTIMES[fmt][0]
+    runtime_name = runtime_for_file(path)
     info = inspect_model(RunSpec(path, recipe, "1-crop", runtime_name, workers=1))
     runtime = open_runtime(runtime_name, path, num_threads=1)
     try:

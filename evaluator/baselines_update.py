@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .artifacts import atomic_write_text, file_lock
+from .fileio import atomic_write_text, file_lock
 from .baselines import list_cases, parse_raw
 from .case import CaseId
 from .catalogue_yaml import dump, read_yaml, round_trip_yaml

@@ -9,17 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import (
-    META_JSON,
-    PREDICTIONS_CSV,
-    Predictions,
-    PredictionStore,
-    atomic_write_text,
-    read_json,
-    read_prediction_texts,
-    read_predictions_record,
-    write_prediction_texts,
-)
 from .baselines import list_cases
 from .case import CaseId
 from .cli_catalogue import catalogue
@@ -29,21 +18,20 @@ from .evaluate import (
     catalogue_spec,
     check_runtime,
     failed_image_lines,
-    file_format,
     resolve_runtime,
     score,
 )
+from .fileio import atomic_write_text
 from .locations import default_artifacts_dir, default_models_dir
+from .model_runtime import RuntimePool, inspect_model
 from .options import recipe_overrides
-from .pipeline import (
-    RunSpec,
-    artifact_key,
-    changed_images,
-    inspect_model,
-    predict,
-    predictions_dir,
-)
+from .pipeline import artifact_key, changed_images, predict
+from .prediction_store import META_JSON, PREDICTIONS_CSV, PredictionStore, is_run_dir, run_dir
+from .predictions import Predictions, read_predictions_record
 from .recipes import TTA_MODES, describe_fields, resolve_recipe
+from .run_spec import RunSpec
+from .runtimes import file_format
+from .seed import read_prediction_texts, write_prediction_texts
 from .verdict import Measurement, judge_case
 
 
@@ -52,11 +40,12 @@ def cmd_predict(args) -> int:
     spec = _run_spec(args)
     dataset = _dataset(args)
     say(dataset.describe())
-    input_size = _inspect(args, spec).input_size  # the model's own size (128, 160, ...), not the recipe's default
-    say(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
-    say(f"recipe {describe_fields(spec.recipe)}")
-    run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute,
-                  shard=args.shard)
+    with RuntimePool() as runtimes:  # the runtime that inspects the model becomes a worker's
+        input_size = _inspect(args, spec, runtimes).input_size  # the model's own size (128, 160, ...)
+        say(f"model {spec.model_path} on {spec.runtime}; {spec.recipe.describe(spec.tta, size=input_size)}")
+        say(f"recipe {describe_fields(spec.recipe)}")
+        run = predict(dataset, spec, args.artifacts_dir or default_artifacts_dir(), recompute=args.recompute,
+                      shard=args.shard, runtimes=runtimes)
     if args.shard:
         say(f"image shard {args.shard}: {len(run.predictions):,} of {len(dataset):,} images; join the shards with "
             f"`python -m evaluator merge`")
@@ -95,8 +84,8 @@ def cmd_accuracy(args) -> int:
             raise EvaluatorError(f"{len(changed)} image(s) changed since {where} was predicted (e.g. {changed[0]}); "
                                  "run `python -m evaluator predict` with the same options to predict them again")
         say(f"predictions: {where}")
-    if (where / META_JSON).is_file():
-        recipe = read_json(where / META_JSON).get("recipe_fields")
+    if is_run_dir(where):
+        recipe = PredictionStore(where).meta().get("recipe_fields")
         if recipe:  # the header of the run that made them: the recipe with every field
             say("recipe " + recipe["name"] + ": " + ", ".join(f"{k}={v}" for k, v in recipe.items()
                                                             if k not in ("name", "summary")))
@@ -125,7 +114,7 @@ def load_predictions(path: Path, dataset: Dataset | None = None) -> Predictions:
     if path.suffix == ".gz":
         return read_predictions_record(path)
     directory = path.parent if path.name == PREDICTIONS_CSV else path
-    if (directory / META_JSON).is_file():
+    if is_run_dir(directory):
         return PredictionStore(directory).load()
     if dataset is None or not path.is_dir():
         raise EvaluatorError(f"{path}: not a finished predictions artifact (no {META_JSON}) nor a .csv.gz record"
@@ -172,9 +161,9 @@ def _run_spec(args) -> RunSpec:
     return spec
 
 
-def _inspect(args, spec: RunSpec):
+def _inspect(args, spec: RunSpec, runtimes: RuntimePool | None = None):
     """The model's input size and hash; a fixed input size that contradicts --input-size/--crop-size is an error."""
-    info = inspect_model(spec, args.artifacts_dir or default_artifacts_dir())
+    info = inspect_model(spec, args.artifacts_dir or default_artifacts_dir(), runtimes)
     wanted = args.input_size or args.crop_size
     if wanted and info.input_size != wanted:
         raise ModelError(f"{spec.model_path}: the model's input is fixed at {info.input_size}x{info.input_size}; "
@@ -186,9 +175,8 @@ def _stored_run_dir(args, dataset: Dataset) -> Path:
     """The finished predictions artifact of this model/recipe/TTA/runtime/dataset, without running anything."""
     spec = _run_spec(args)
     key = artifact_key(spec, _inspect(args, spec), dataset)
-    directory = predictions_dir(args.artifacts_dir or default_artifacts_dir(), spec.model_path, spec.tta,
-                                spec.runtime, key)
-    if not (directory / META_JSON).is_file():
+    directory = run_dir(args.artifacts_dir or default_artifacts_dir(), spec.model_path, spec.tta, spec.runtime, key)
+    if not is_run_dir(directory):
         raise EvaluatorError(f"no finished predictions for this model, recipe, TTA, runtime and dataset "
                              f"(looked in {directory}); run `python -m evaluator predict` with the same options first")
     return directory

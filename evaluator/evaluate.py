@@ -8,18 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import Predictions
+from .predictions import Predictions
 from .baselines import Baselines, Case
 from .dataset import Dataset
 from .errors import EvaluatorError, FetchError, ModelError, RuntimeUnavailable, did_you_mean
 from .fetch import FETCH_LOCK_FILE, recorded_sha256
 from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .model_hash import file_sha256
-from .models import FORMAT_RUNTIMES, locate_model_file, missing_model_message
-from .pipeline import RunResult, RunSpec, predict
+from .models import locate_model_file, missing_model_message
+from .model_runtime import RuntimePool
+from .pipeline import predict, RunResult
+from .run_spec import RunSpec
 from .recipes import resolve_recipe
 from .report import CaseResult
-from .runtimes import RUNTIMES, runtime_available
+from .runtimes import FORMAT_RUNTIMES, RUNTIMES, runtime_available
 from .shard import Shard
 from .verdict import Measurement, Verdict, judge_case
 
@@ -65,12 +67,6 @@ def failed_image_lines(predictions: Predictions, full_list, shown: int = 10) -> 
     lines += [f"  {predictions.image_ids[i]}: {predictions.errors[i]}" for i in failed[:shown]]
     lines.append(f"every failed image and its reason: the error column of {full_list}")
     return lines
-
-
-def file_format(path: Path) -> str | None:
-    """A model file's format (a key of models.FORMAT_RUNTIMES) from its suffix; None for any other file."""
-    suffix = Path(path).suffix.lower().removeprefix(".")
-    return suffix if suffix in FORMAT_RUNTIMES else None
 
 
 def resolve_runtime(name: str, model_format: str | None) -> str:
@@ -152,24 +148,26 @@ class CaseOutcome:
 
 def predict_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
                  *, recompute: bool = False, progress=None, shard: Shard | None = None, stored_only: bool = False,
-                 **knobs) -> RunResult:
+                 runtimes: RuntimePool | None = None, **knobs) -> RunResult:
     """Run (or reuse) one case's predictions, of every image or of one image shard, without judging them.
 
     Args:
+        runtimes: keeps opened runtimes for the caller's next case (pipeline.predict).
         knobs: RunSpec fields, and `overrides`: ad-hoc recipe overrides (pytest --mean ...) on the catalogue's recipe.
     """
     check_runtime(case.runtime)
     spec = catalogue_spec(baselines, case.model, case.precision, case.tta, case.runtime, models_dir,
                           hash_cache_dir=artifacts_dir, **knobs)
     return predict(dataset, spec, artifacts_dir, recompute=recompute, progress=progress, shard=shard,
-                   stored_only=stored_only)
+                   stored_only=stored_only, runtimes=runtimes)
 
 
 def evaluate_case(baselines: Baselines, case: Case, dataset: Dataset, models_dir: Path, artifacts_dir: Path,
-                  *, recompute: bool = False, progress=None, stored_only: bool = False, **knobs) -> CaseOutcome:
+                  *, recompute: bool = False, progress=None, stored_only: bool = False,
+                  runtimes: RuntimePool | None = None, **knobs) -> CaseOutcome:
     """Run (or reuse) one case's predictions and judge them with the pass/fail rule (verdict.judge_case)."""
     run = predict_case(baselines, case, dataset, models_dir, artifacts_dir, recompute=recompute, progress=progress,
-                       stored_only=stored_only, **knobs)
+                       stored_only=stored_only, runtimes=runtimes, **knobs)
     scores = score(run.predictions)
     measurement = Measurement(top1=scores.top1, top5=scores.top5, n=scores.n, n_failed=scores.n_failed,
                               fingerprint=dataset.fingerprint, predictions=run.predictions)

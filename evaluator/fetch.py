@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from evaluator import __version__
-from evaluator.artifacts import fsync_directory, file_lock, read_json, write_json_atomic
+from evaluator.fileio import file_lock, fsync_directory, read_json, write_json_atomic
 from evaluator.errors import FetchError
 from evaluator.model_hash import sha256_of
 

@@ -10,7 +10,7 @@ import csv
 import io
 from pathlib import Path
 
-from .artifacts import atomic_write_text, file_lock
+from .fileio import atomic_write_text, file_lock
 from .errors import ArtifactError
 from .report import VERDICT_COLOURS, save_figure
 

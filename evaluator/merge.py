@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import (META_JSON, PREDICTIONS_CSV, TABLE_META_KEY, Predictions, PredictionStore, atomic_write_bytes,
-                        file_lock)
 from .errors import ArtifactError, EvaluatorError
-from .pipeline import predictions_dir
+from .fileio import atomic_write_bytes, file_lock
+from .prediction_store import META_JSON, PREDICTIONS_CSV, PREDICTIONS_DIR, TABLE_META_KEY, PredictionStore, run_dir
+from .predictions import Predictions
 from .shard import SHARD_META_KEY, Shard, shard_of
 
 # meta.json fields on which all shards of one case must agree: (key, how a message names it)
@@ -180,8 +180,8 @@ def _write_merged(shards: list[Found], out_dir: Path) -> Merged:
                 date=max(str(s.meta.get("date", "")) for s in shards),
                 merged_from=[{"shard": str(s.shard), "directory": str(s.directory), "date": s.meta.get("date"),
                               "elapsed_s": s.meta.get("elapsed_s")} for s in shards])
-    directory = predictions_dir(out_dir, reference["model_path"], reference["tta"], reference["runtime"],
-                                reference["artifact_key"])
+    directory = run_dir(out_dir, reference["model_path"], reference["tta"], reference["runtime"],
+                        reference["artifact_key"])
     store = PredictionStore(directory)
     with file_lock(directory):
         if store.is_complete():
@@ -205,7 +205,7 @@ def _same_table(a: Predictions, b: Predictions) -> bool:
 def _copy_complete(artifact: Found, out_dir: Path) -> Merged:
     source = PredictionStore(artifact.directory)
     predictions = source.load()  # checks the table against its sha256 before anything is copied
-    directory = Path(out_dir) / "predictions" / artifact.directory.name
+    directory = Path(out_dir) / PREDICTIONS_DIR / artifact.directory.name
     target = PredictionStore(directory)
     if directory.resolve() == artifact.directory.resolve():
         return Merged(directory, len(predictions), 0, "unchanged")

@@ -1,17 +1,17 @@
-"""sha256 of model files, computed once per file version (path, size, mtime_ns): remembered in this process and in
-<artifacts>/model-sha256.json, so a warm run checks a pinned hash without reading the model again."""
+"""sha256 of files, the one place that reads a file to hash it. A model's hash is computed once per file version
+(path, size, mtime_ns) and remembered in <artifacts>/model-sha256.json, so a warm run checks a pinned hash without
+reading the model again."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from .artifacts import file_lock, read_json, write_json_atomic
 from .errors import ArtifactError
+from .fileio import file_lock, read_json, write_json_atomic
 
 CACHE_FILE = "model-sha256.json"
 _MAX_REMEMBERED = 1000
-_memo: dict[str, str] = {}
 
 
 def sha256_of(path: str | Path, hasher=None):
@@ -28,15 +28,12 @@ def file_sha256(path: str | Path, cache_dir: str | Path | None = None) -> str:
     path = Path(path)
     stat = path.stat()
     version = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    if version in _memo:
-        return _memo[version]
     cache_file = Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
     sha256 = _remembered(cache_file).get(version) if cache_file is not None else None
     if not (isinstance(sha256, str) and len(sha256) == 64):
         sha256 = sha256_of(path).hexdigest()
         if cache_file is not None:
             _remember(cache_file, version, sha256)
-    _memo[version] = sha256
     return sha256
 
 

@@ -9,12 +9,10 @@ from pathlib import Path
 from .errors import ModelError, did_you_mean, shown
 from .locations import is_plain_name, model_search_dirs
 from .recipes import RECIPES
+from .runtimes import FORMAT_RUNTIMES
 
 PLAIN_NAME_RULE = "letters, digits, _ . + -; no '/', no '..'"
 
-# Which runtimes can open which file format (a format is also its file name ending, see evaluate.file_format); the
-# first one is the default where ailia is not licensed.
-FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "ailia"), "tflite": ("litert", "ailia")}
 
 
 @dataclass(frozen=True)

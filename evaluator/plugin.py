@@ -169,6 +169,12 @@ def pytest_testnodedown(node, error):
         suite.receive(getattr(node, "workeroutput", {}))
 
 
+def pytest_unconfigure(config):
+    suite = _suite(config)
+    if suite is not None:
+        suite.runtimes.close()
+
+
 def pytest_sessionfinish(session, exitstatus):
     suite = _suite(session.config)
     if suite is not None and not hasattr(session.config, "workerinput"):

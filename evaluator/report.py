@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .artifacts import atomic_write_bytes, read_json, write_json_atomic
+from .fileio import atomic_write_bytes, read_json, write_json_atomic
 from .errors import ArtifactError, clipped
 from .metrics import wilson_interval
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .artifacts import atomic_write_text
+from .fileio import atomic_write_text
 from .history import plot_history, read_history, record_session
 from .report import markdown_report, plot_results
 from .report_html import html_report

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifacts import atomic_write_text
+from .fileio import atomic_write_text
 from .errors import EvaluatorError
 from .report import CaseResult, junit_summary, read_results, write_results
 from .report_files import write_report

@@ -1,19 +1,18 @@
-"""The seed README's commands, `prediction.py -m MODEL` and `accuracy.py -m MODEL`, over the library.
-
-Flags and output places follow ailia-models-measurement (REFERENCE.md 1.2-1.3): predictions go to
-evaluation/<m>/<name>/predictions/<image id>.txt, results to results/<m>/<name>/results.txt. accuracy.py prints and
-writes exactly what the original script does (anything that parses its output keeps working); the richer output,
-with n of 50,000 and intervals, is `python -m evaluator accuracy`.
+"""The seed's formats (REFERENCE.md 1.2-1.3, §2): its script names and -p parameters mapped to a catalogue model,
+precision, TTA and runtime; its run directory names; its per-image prediction text files, one <image_id>.txt per
+image with lines "label class_id score". The seed's commands over these are seed_commands.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cli
+import numpy as np
+
+from .errors import ArtifactError, EvaluatorError, did_you_mean
+from .predictions import Predictions
 
 SEED_TTA = {"none": "none", "1_crop": "1-crop", "keep_aspect": "keep-aspect"}
 # The script directory names of the ailia-models repositories and the catalogue model they run.
@@ -42,7 +41,6 @@ def output_name(data: str, params: list[str], tflite: bool) -> str:
 
 def translate(model: str, tflite: bool, params: list[str]) -> SeedRun:
     """Map the seed's script name, --tflite and -p parameters to a catalogue model, precision, TTA and runtime."""
-    from .errors import EvaluatorError, did_you_mean
 
     values = dict(p.split("=", 1) for p in params if "=" in p)
     words = {p for p in params if "=" not in p}
@@ -67,7 +65,8 @@ def translate(model: str, tflite: bool, params: list[str]) -> SeedRun:
     if tflite:
         if model not in SEED_TFLITE_MODEL:
             raise EvaluatorError(did_you_mean("tflite model", model, SEED_TFLITE_MODEL))
-        name = "efficientnetlite0_torch" if model == "efficientnet_lite" and "torch" in words else SEED_TFLITE_MODEL[model]
+        torch = model == "efficientnet_lite" and "torch" in words
+        name = "efficientnetlite0_torch" if torch else SEED_TFLITE_MODEL[model]
         if "float" in words:
             precision = "float"
         elif "legacy" in words or name == "efficientnetlite0_torch":
@@ -78,102 +77,74 @@ def translate(model: str, tflite: bool, params: list[str]) -> SeedRun:
     return SeedRun(model, values.get("precision", ""), tta, runtime)  # a catalogue name used directly
 
 
-def _seed_parser(prog: str, data_help: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("-m", "--model", default="resnet50", help="seed script name (resnet50, mobilenetv1, ...) "
-                        "or a catalogue model name")
-    parser.add_argument("-d", "--data", help=data_help)
-    parser.add_argument("--debug", action="store_true")
-    return parser
+# --------------------------------------------------------------------------------------------------------------------
+# Per-image prediction text files
 
 
-def _plain_name(parser: argparse.ArgumentParser, what: str, name: str) -> str:
-    """`name` if it is one path component (so evaluation/<m>/<name> stays inside evaluation/), else exit 2."""
-    if not name or name in (".", "..") or "/" in name or os.sep in name or (os.altsep and os.altsep in name):
-        parser.exit(2, f"error: {what} {name!r} must be a plain name, without '/' or '..'\n")
-    return name
-
-
-def prediction_main(argv: list[str] | None = None) -> int:
-    """`python3 prediction.py -m MODEL [-t] [-p KEY=VALUE ...]`."""
-    from .locations import default_imagenet_dir
-
-    parser = _seed_parser("prediction.py", "dataset name under data/ (default: $EVALUATOR_IMAGENET_DIR, or "
-                                           "data/imagenet); it also names the output directory")
-    parser.add_argument("-t", "--tflite", action="store_true", help="run the ailia-models-tflite script's model")
-    parser.add_argument("-p", "--param", nargs="*", default=[], help="script parameters, e.g. a=resnet50_pytorch t=1_crop")
-    args = parser.parse_args(argv)
+def write_prediction_texts(predictions: Predictions, directory: str | os.PathLike, class_names) -> int:
+    """Write one <image_id>.txt per image in the seed format; a failed image gets an empty file (counts as a miss)."""
+    directory = Path(directory)
+    labels = [name.replace(" ", "_") for name in class_names]
     try:
-        run = translate(args.model, args.tflite, args.param)
-    except cli.EvaluatorError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    data = _plain_name(parser, "-d", args.data or "imagenet")
-    images = Path("data") / data if args.data else default_imagenet_dir()
-    name = _plain_name(parser, "output name", output_name(data, args.param, args.tflite))
-    out = Path("evaluation") / _plain_name(parser, "-m", args.model) / name / "predictions"
-    command = ["--debug"] if args.debug else []
-    command += ["predict", "-m", run.model, "--tta", run.tta, "--runtime", run.runtime,
-                "--imagenet-dir", str(images), "--write-texts", str(out)]
-    if run.precision:
-        command += ["--precision", run.precision]
-    return cli.main(command)
+        directory.mkdir(parents=True, exist_ok=True)
+        for row, image_id in enumerate(predictions.image_ids.tolist()):
+            lines = []
+            for class_id, score in zip(predictions.top5_ids[row].tolist(), predictions.top5_scores[row].tolist()):
+                if class_id < 0:
+                    continue
+                if class_id >= len(labels):
+                    raise ArtifactError(f"{image_id}: class id {class_id} has no name ({len(labels)} class names)")
+                lines.append(f"{labels[class_id]} {class_id} {score:f}\n")
+            # 50,000 small exported files: plain writes, an fsync each would dominate the run.
+            (directory / f"{image_id}.txt").write_text("".join(lines), encoding="utf-8")
+    except OSError as exc:
+        raise ArtifactError(f"cannot write prediction texts in {directory}: {exc.strerror or exc}") from exc
+    return len(predictions)
 
 
-def accuracy_main(argv: list[str] | None = None) -> int:
-    """`python3 accuracy.py -m MODEL [-d NAME | -d DIRECTORY]`: score evaluation/<m>/<name>/predictions/*.txt.
+def _text_image_id(path: Path) -> str:
+    return path.name.split(".", 1)[0].removesuffix("_res")
 
-    Prints and writes byte for byte what measurement accuracy.py does (REFERENCE 1.3): the header, DATA CNT, TOP1
-    and TOP5 with %f over the prediction files found; results.txt has no final newline and a literal backslash
-    before TOP1 and TOP5. Labels come from $EVALUATOR_IMAGENET_DIR, or data/imagenet as in the original.
-    """
-    parser = _seed_parser("accuracy.py", "the name prediction.py printed (e.g. imagenet__t_1_crop), or a directory "
-                                         "holding predictions/")
-    args = parser.parse_args(argv)
-    model = _plain_name(parser, "-m", args.model)
-    # as the original: '=' and '.' become '_' (so a '..' can never climb out of evaluation/ or results/)
-    data = (args.data or "imagenet").replace("=", "_").replace(".", "_")
-    if os.path.isdir(data):
-        header = [f"DATA DIRECTORY: {data}"]
-        predictions = Path(data) / "predictions"
-        results = Path("results") / model / _plain_name(parser, "-d", Path(data).name)
-    else:
-        header = [f"DATASETS: {data}", f"MODEL: {model}"]
-        predictions = Path("evaluation") / model / _plain_name(parser, "-d", data) / "predictions"
-        results = Path("results") / model / data
-    if not predictions.is_dir():
-        parser.exit(2, f"error: {predictions} not found; run `python3 prediction.py -m {model}` first\n")
+
+def read_prediction_texts(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read seed prediction files (*.txt, sorted) -> (image ids, top-5 class ids int32 (N, 5) padded with -1)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: prediction directory not found")
+    paths = sorted(directory.glob("*.txt"))
+    image_ids = [_text_image_id(path) for path in paths]
+    top5_ids = np.full((len(paths), 5), -1, dtype=np.int32)
+    first_file: dict[str, Path] = {}
+    for row, path in enumerate(paths):
+        image_id = image_ids[row]
+        if image_id in first_file:
+            raise ArtifactError(f"{path}: image id {image_id} also predicted by {first_file[image_id].name}")
+        first_file[image_id] = path
+        top5_ids[row] = _read_prediction_text(path)
+    order = np.argsort(np.asarray(image_ids, dtype=str), kind="stable")
+    return np.asarray(image_ids, dtype=str)[order], top5_ids[order]
+
+
+def _read_prediction_text(path: Path) -> list[int]:
     try:
-        count, top1_hits, top5_hits = _score_texts(predictions)
-    except cli.EvaluatorError as exc:
-        if args.debug:
-            raise
-        parser.exit(2, f"error: {exc}\n")
-    lines = [f"DATA CNT : {count}", "TOP1 : %f" % (top1_hits / count), "TOP5 : %f" % (top5_hits / count)]
-    print("\n".join(header + [""] + lines))
-    from .artifacts import atomic_write_text
-
-    atomic_write_text(results / "results.txt", "Accuracy\n" + lines[0] + "\n\\" + lines[1] + "\n\\" + lines[2])
-    return 0
-
-
-def _score_texts(predictions: Path) -> tuple[int, int, int]:
-    """(files, TOP1 hits, TOP5 hits) of a directory of seed prediction files, as measurement accuracy.py counts."""
-    import numpy as np
-
-    from .artifacts import read_prediction_texts
-    from .dataset import SYNSET_MAPPING, VAL_SOLUTION, read_synset_mapping, read_val_solution
-    from .locations import default_imagenet_dir
-
-    image_ids, top5_ids = read_prediction_texts(predictions)
-    if not len(image_ids):
-        raise cli.EvaluatorError(f"{predictions}: no prediction files (*.txt)")
-    root = default_imagenet_dir()
-    wnids, _ = read_synset_mapping(root / SYNSET_MAPPING)
-    label_of = read_val_solution(root / VAL_SOLUTION, wnids)
-    unknown = [i for i in image_ids if i not in label_of]
-    if unknown:
-        raise cli.EvaluatorError(f"{predictions}: {unknown[0]}.txt names an image that {root / VAL_SOLUTION} "
-                                 "does not list")
-    labels = np.asarray([label_of[i] for i in image_ids])
-    hits = top5_ids == labels[:, None]
-    return len(image_ids), int(hits[:, 0].sum()), int(hits.any(axis=1).sum())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+    class_ids = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        tokens = line.split()
+        if len(tokens) != 3:
+            raise ArtifactError(f"{path}: line {line_number}: expected 'label class_id score', got {line!r}")
+        try:
+            class_id = int(tokens[1])
+            float(tokens[2])
+        except ValueError:
+            raise ArtifactError(f"{path}: line {line_number}: class id or score is not a number: {line!r}") from None
+        if not 0 <= class_id < 2**31 - 1:
+            raise ArtifactError(f"{path}: line {line_number}: class id {class_id} out of range")
+        class_ids.append(class_id)
+    if len(class_ids) > 5:
+        raise ArtifactError(f"{path}: {len(class_ids)} predictions, at most 5 expected")
+    return class_ids + [-1] * (5 - len(class_ids))

@@ -47,8 +47,8 @@ def stale(recorded: np.ndarray, listed: np.ndarray, digests: np.ndarray | None =
 def file_digests(paths: list[str], skip: list[bool], workers: int) -> np.ndarray:
     """int64 (n, 2) content hashes of the files (UNKNOWN_DIGEST where skipped or unreadable), read on threads.
 
-    File reads release the GIL and hashing is a sixth of a read; each thread takes one contiguous slice (a task per file would cost more in
-    scheduling than the hashing of a small JPEG)."""
+    File reads release the GIL and hashing is a sixth of a read; each thread takes one contiguous slice (a task per
+    file would cost more in scheduling than the hashing of a small JPEG)."""
     digests = np.zeros((len(paths), 2), dtype=np.int64)
 
     def hash_slice(start: int, stop: int) -> None:

@@ -14,15 +14,19 @@ from pathlib import Path
 import pytest
 
 from . import __version__
-from .artifacts import PredictionStore, atomic_write_bytes, predictions_record_bytes
+from .fileio import atomic_write_bytes
+from .prediction_store import PredictionStore
+from .predictions import predictions_record_bytes
 from .baselines import DEFAULT_BASELINES, list_cases, load_baselines
 from .baselines_update import MeasuredRecord, record_relpath, update_measured
 from .dataset import load_dataset, subset
 from .errors import DatasetError, EvaluatorError, RuntimeUnavailable, did_you_mean
 from .evaluate import ModelFileMissing, case_result, evaluate_case, failure_message, predict_case, unrun_result
 from .locations import default_artifacts_dir, default_imagenet_dir, default_models_dir
+from .model_runtime import RuntimePool
 from .options import recipe_overrides
-from .pipeline import StoredPredictionsMissing, available_cores
+from .pipeline import StoredPredictionsMissing
+from .run_spec import available_cores
 from .recipes import apply_overrides
 from .report import CaseResult, merge_results, read_results, write_results
 from .report_files import write_report
@@ -97,6 +101,7 @@ class Suite:
         self.stored_only = config.getoption("stored_only")
         self.overrides = _overrides(config, self.baselines, cases)
         self._dataset = None
+        self.runtimes = RuntimePool()  # the last model's runtimes, kept for its next case; closed at unconfigure
 
     @property
     def large_models(self) -> set[str]:
@@ -161,7 +166,8 @@ class Suite:
         """Per-run options of every case: xdist workers share the cores; progress goes past pytest's capture."""
         workers = max(1, available_cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
         return dict(recompute=self.config.getoption("recompute"), workers=workers,
-                    progress=_TerminalStream(self.config), stored_only=self.stored_only, overrides=self.overrides)
+                    progress=_TerminalStream(self.config), stored_only=self.stored_only, overrides=self.overrides,
+                    runtimes=self.runtimes)
 
     def check(self, case, record_property) -> None:
         """Run one regression case and turn its verdict into the pytest outcome (fail, xfail, skip or pass)."""

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import read_predictions_record
+from .predictions import read_predictions_record
 from .baselines import Baselines, Case, Expected
 from .case import CaseId
 from .metrics import PairedComparison, band, paired_compare

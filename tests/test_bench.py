@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from imagenet_factory import make_imagenet
 
-from evaluator.artifacts import read_prediction_texts
 from evaluator.dataset import load_dataset
-from evaluator.pipeline import RunSpec, predict
+from evaluator.pipeline import predict
 from evaluator.recipes import get_recipe
+from evaluator.run_spec import RunSpec
 from evaluator.runtimes.fake import FakeModel
+from evaluator.seed import read_prediction_texts
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,14 +25,16 @@ from PIL import Image
 from test_decode import png_header_only
 from test_runtimes import make_onnx
 
-from evaluator.artifacts import PredictionStore
+from evaluator import prediction_store
+from evaluator.prediction_store import PredictionStore
 from evaluator.baselines import Case, load_baselines
 from evaluator.baselines_update import MeasuredRecord, update_measured
 from evaluator.cli import main
 from evaluator.dataset import load_dataset
 from evaluator.errors import ArtifactError, ModelError, RecipeError
 from evaluator.evaluate import evaluate_case, failure_message
-from evaluator.pipeline import RunSpec, predict
+from evaluator.pipeline import predict
+from evaluator.run_spec import RunSpec
 from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 
@@ -575,14 +577,12 @@ def test_no_pickle_anywhere_on_stored_data():
 
 
 def test_recompute_on_a_full_disk_keeps_the_finished_artifact(tmp_path, monkeypatch):
-    import evaluator.artifacts as artifacts
-
     root, _ = imagenet(tmp_path)
     dataset, model = load_dataset(root), fake_model(tmp_path / "tiny.fake.json")
     spec = RunSpec(model, get_recipe(FAKE_RECIPE), "1-crop", "fake", workers=1)
     first = predict(dataset, spec, tmp_path / "artifacts")
     csv_before = (first.artifact_dir / "predictions.csv").read_bytes()
-    real_write = artifacts.atomic_write_bytes
+    real_write = prediction_store.atomic_write_bytes
 
     def disk_full(path, data):
         if Path(path).name == "predictions.csv":
@@ -590,7 +590,7 @@ def test_recompute_on_a_full_disk_keeps_the_finished_artifact(tmp_path, monkeypa
         real_write(path, data)
 
     with monkeypatch.context() as patch:
-        patch.setattr(artifacts, "atomic_write_bytes", disk_full)
+        patch.setattr(prediction_store, "atomic_write_bytes", disk_full)
         with pytest.raises(ArtifactError, match="No space left on device"):
             predict(dataset, spec, tmp_path / "artifacts", recompute=True)
     old = PredictionStore(first.artifact_dir)

@@ -50,7 +50,8 @@ def _top1_top5(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 def _evaluator(tmp_path, model: Path, recipe: str) -> tuple[float, float]:
     from evaluator.dataset import load_dataset
     from evaluator.evaluate import score
-    from evaluator.pipeline import RunSpec, predict
+    from evaluator.pipeline import predict
+    from evaluator.run_spec import RunSpec
     from evaluator.recipes import get_recipe
     from evaluator.runtimes import runtime_for_file
 

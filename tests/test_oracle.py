@@ -21,7 +21,8 @@ from PIL import Image
 import oracle
 from evaluator.dataset import load_dataset, subset
 from evaluator.locations import fixtures_dir
-from evaluator.pipeline import RunSpec, predict
+from evaluator.pipeline import predict
+from evaluator.run_spec import RunSpec
 from evaluator.recipes import RECIPES, TTA_MODES, get_recipe
 from imagenet_factory import IMAGE_SUBDIR, image_id, synset_lines, wnid
 
@@ -255,7 +256,7 @@ def test_the_oracle_catches_a_changed_tie_rule(fixture_images, model_path, tmp_p
 
 def test_cli_predict_on_a_tf_slim_mobilenet_and_unseen_images_equals_the_oracle(edge_images, model_path, tmp_path,
                                                                                  capsys, monkeypatch):
-    from evaluator.artifacts import read_prediction_texts
+    from evaluator.seed import read_prediction_texts
     from evaluator.cli import main
 
     model = model_path("mobilenet_v1_0.25_128_quant.tflite")

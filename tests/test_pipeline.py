@@ -11,11 +11,15 @@ import pytest
 from imagenet_factory import make_imagenet
 
 import evaluator.pipeline as pipeline
-from evaluator.artifacts import PredictionStore
+import evaluator.predict_chunk as predict_chunk
+from evaluator import model_runtime, ranking
+from evaluator.model_runtime import RuntimePool
+from evaluator.prediction_store import PredictionStore
 from evaluator.dataset import load_dataset
 from evaluator.decode_cache import USED_MARKER
 from evaluator.decode import decode_image
-from evaluator.pipeline import RunSpec, predict
+from evaluator.pipeline import predict
+from evaluator.run_spec import RunSpec
 from evaluator.preprocess import geometry, geometry_is_cacheable, normalize, preprocess
 from evaluator.recipes import RECIPES, TTA_MODES, get_recipe
 from evaluator.runtimes.fake import FakeModel
@@ -42,13 +46,13 @@ def spec(tmp_path):
 def decodes(monkeypatch):
     """Paths decoded by the pipeline during the test, in order."""
     seen = []
-    real_decode = pipeline._decode
+    real_decode = predict_chunk._decode
 
     def counting_decode(path, *args, **options):
         seen.append(str(path))
         return real_decode(path, *args, **options)
 
-    monkeypatch.setattr(pipeline, "_decode", counting_decode)
+    monkeypatch.setattr(predict_chunk, "_decode", counting_decode)
     return seen
 
 
@@ -218,7 +222,7 @@ def test_top_k_equals_the_first_k_of_a_stable_sort_of_all_scores():
             kept = scores[:, offset:]
             order = np.argsort(-kept, axis=1, kind="stable")[:, :5]
 
-            ids, values = pipeline.top_k(scores, offset)
+            ids, values = ranking.top_k(scores, offset)
 
             np.testing.assert_array_equal(ids, order)
             np.testing.assert_array_equal(values, np.take_along_axis(kept, order, axis=1))
@@ -227,10 +231,8 @@ def test_top_k_equals_the_first_k_of_a_stable_sort_of_all_scores():
 @pytest.fixture
 def opened_runtimes(monkeypatch):
     """Runtimes opened during the test, and which of them were closed."""
-    import evaluator.runtimes
-
     opened, closed = [], []
-    real_open = evaluator.runtimes.open_runtime
+    real_open = model_runtime.open_runtime
 
     def counting_open(*args, **kwargs):
         runtime = real_open(*args, **kwargs)
@@ -239,33 +241,44 @@ def opened_runtimes(monkeypatch):
         opened.append(runtime)
         return runtime
 
-    monkeypatch.setattr(evaluator.runtimes, "open_runtime", counting_open)
+    monkeypatch.setattr(model_runtime, "open_runtime", counting_open)
     return opened, closed
 
 
 def test_a_second_run_of_the_same_model_reuses_its_runtimes(dataset, spec, tmp_path, opened_runtimes):
     opened, closed = opened_runtimes
-    spec = replace(spec, workers=2)
-    first = predict(dataset, spec, tmp_path / "artifacts")
-    assert len(opened) == 2 and not closed  # the runtime that inspected the model became a worker's
+    # calls slow enough that each of the two workers takes chunks, and so opens or reuses a runtime
+    slow = replace(MODEL, delay_s=0.05)
+    spec = replace(spec, workers=2, model_path=slow.save(tmp_path / "slow.fake.json"))
+    with RuntimePool() as runtimes:  # owned by the caller (the pytest suite, a bench), closed by it
+        first = predict(dataset, spec, tmp_path / "artifacts", runtimes=runtimes)
+        assert len(opened) == 2 and not closed  # the runtime that inspected the model became a worker's
 
-    again = predict(dataset, replace(spec, tta="keep-aspect"), tmp_path / "artifacts")
-    assert len(opened) == 2 and again.computed == N_IMAGES  # nothing opened for the second run
+        again = predict(dataset, replace(spec, tta="keep-aspect"), tmp_path / "artifacts", runtimes=runtimes)
+        assert len(opened) == 2 and again.computed == N_IMAGES  # nothing opened for the second run
 
-    other = predict(dataset, replace(spec, model_path=replace(MODEL, mean_offset=490.0).save(tmp_path / "o.fake.json")),
-                    tmp_path / "artifacts")
-    assert len(opened) == 4 and {id(r) for r in closed} == {id(r) for r in opened[:2]}  # another model: kept ones closed
-    assert not same_predictions(first.predictions, other.predictions)
+        other_model = replace(slow, mean_offset=490.0).save(tmp_path / "o.fake.json")
+        other = predict(dataset, replace(spec, model_path=other_model), tmp_path / "artifacts", runtimes=runtimes)
+        assert len(opened) == 4 and {id(r) for r in closed} == {id(r) for r in opened[:2]}  # kept ones closed
+        assert not same_predictions(first.predictions, other.predictions)
+    assert {id(r) for r in closed} == {id(r) for r in opened}  # the pool closes what it kept
+
+
+def test_without_a_pool_the_runtimes_of_a_run_are_closed_when_it_ends(dataset, spec, tmp_path, opened_runtimes):
+    opened, closed = opened_runtimes
+    predict(dataset, replace(spec, workers=2), tmp_path / "artifacts")
+    assert len(opened) == 2 and {id(r) for r in closed} == {id(r) for r in opened}
 
 
 def test_runtimes_of_a_failed_run_are_closed_not_kept(dataset, tmp_path, opened_runtimes):
     opened, closed = opened_runtimes
     failing = replace(MODEL, fail_after_calls=3).save(tmp_path / "failing.fake.json")
     spec = RunSpec(Path(failing), get_recipe("mobilenet_keras"), "1-crop", "fake", chunk_size=4, workers=1)
-    for attempt in range(2):
-        with pytest.raises(RuntimeError, match="planned failure"):
-            predict(dataset, spec, tmp_path / "artifacts")
-        assert len(opened) == attempt + 1 and closed == opened  # the rerun starts from a fresh runtime
+    with RuntimePool() as runtimes:
+        for attempt in range(2):
+            with pytest.raises(RuntimeError, match="planned failure"):
+                predict(dataset, spec, tmp_path / "artifacts", runtimes=runtimes)
+            assert len(opened) == attempt + 1 and closed == opened  # the rerun starts from a fresh runtime
 
 
 # --- changed, damaged and unreadable images (issue 13) -------------------------------------------------------------
@@ -419,7 +432,7 @@ def test_a_symbolic_output_shape_learns_the_class_count_from_one_batch(tmp_path,
     onnx.save(model, str(model_path))
     spec = RunSpec(model_path, get_recipe("resnet50_pytorch"), "none", "onnxruntime", decode_cache=False)
 
-    info = pipeline.inspect_model(spec)
+    info = model_runtime.inspect_model(spec)
     run = predict(load_dataset(small_root), spec, tmp_path / "artifacts").predictions
 
     assert info.n_outputs == 1000 and (run.errors == "").all() and (run.top5_ids >= 0).all()

@@ -13,7 +13,8 @@ import pytest
 
 from evaluator.cli import main
 from evaluator.errors import RecipeError
-from evaluator.pipeline import RunSpec, artifact_key
+from evaluator.pipeline import artifact_key
+from evaluator.run_spec import RunSpec
 from evaluator.preprocess import geometry
 from evaluator.recipes import (BUILTIN, FAMILIES, OVERRIDE_OPTIONS, RECIPES, apply_overrides, build_recipes, get_recipe,
                                resolve_recipe)

@@ -809,7 +809,8 @@ def test_ailia_onnx_cases_go_through_the_classifier_as_the_script_feeds_it(sdk_c
                                                                           recipe_name, range_value):
     import oracle
     from evaluator.dataset import load_dataset
-    from evaluator.pipeline import RunSpec, predict
+    from evaluator.pipeline import predict
+    from evaluator.run_spec import RunSpec
     from evaluator.recipes import get_recipe
     from imagenet_factory import make_imagenet
 
@@ -838,7 +839,8 @@ def test_ailia_net_is_an_explicit_runtime_judged_as_another_runtime(sdk_calls, t
 
     from evaluator.baselines import DEFAULT_BASELINES, Case, load_baselines
     from evaluator.dataset import load_dataset
-    from evaluator.pipeline import RunSpec, predict
+    from evaluator.pipeline import predict
+    from evaluator.run_spec import RunSpec
     from evaluator.recipes import get_recipe
     from evaluator.verdict import tolerance_for
     from imagenet_factory import make_imagenet

@@ -1,11 +1,16 @@
-"""The seed README's commands: prediction.py / accuracy.py flags, output places and scores."""
+"""The seed's formats and commands: prediction.py / accuracy.py flags, output places and scores, and the
+per-image prediction text files (seed.py, seed_commands.py)."""
 
 import re
 
+import numpy as np
 import pytest
+from test_predictions import IDS, make_predictions
 
+from evaluator.errors import ArtifactError
 from evaluator.locations import fixtures_dir
-from evaluator.seed import SeedRun, accuracy_main, output_name, prediction_main, translate
+from evaluator.seed import SeedRun, output_name, read_prediction_texts, translate, write_prediction_texts
+from evaluator.seed_commands import accuracy_main, prediction_main
 
 
 @pytest.mark.parametrize("model, tflite, params, expected", [
@@ -131,3 +136,55 @@ def test_accuracy_without_predictions_says_what_to_run(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         accuracy_main(["-m", "resnet50"])
     assert exit_info.value.code == 2
+
+
+# --- per-image prediction text files --------------------------------------------------------------------------------
+
+
+CLASS_NAMES = [f"class {k}" for k in range(1000)]
+CLASS_NAMES[0] = "tench, Tinca tinca"
+
+
+def test_prediction_texts_round_trip_in_seed_format(tmp_path):
+    predictions = make_predictions(IDS[:4], failed={IDS[2]})
+    predictions.top5_ids[0] = [0, 5, 6, 7, 8]
+    predictions.top5_scores[0] = [0.5, 0.25, 0.125, 0.0625, 1e-7]
+    write_prediction_texts(predictions, tmp_path / "pred", CLASS_NAMES)
+    first = (tmp_path / "pred" / f"{IDS[0]}.txt").read_text()
+    assert first.splitlines() == ["tench,_Tinca_tinca 0 0.500000", "class_5 5 0.250000", "class_6 6 0.125000",
+                                  "class_7 7 0.062500", "class_8 8 0.000000"]
+    assert (tmp_path / "pred" / f"{IDS[2]}.txt").read_text() == ""
+    image_ids, top5_ids = read_prediction_texts(tmp_path / "pred")
+    assert image_ids.tolist() == IDS[:4]
+    np.testing.assert_array_equal(top5_ids, predictions.top5_ids)
+    assert top5_ids.dtype == np.int32
+
+
+def test_read_prediction_texts_handles_res_suffix_and_short_files(tmp_path):
+    (tmp_path / "ILSVRC2012_val_00000002_res.txt").write_text("a 3 0.9\nb 4 0.1\n")
+    (tmp_path / "ILSVRC2012_val_00000001.txt").write_text("a 7 1.000000")
+    (tmp_path / "notes.md").write_text("not a prediction")
+    image_ids, top5_ids = read_prediction_texts(tmp_path)
+    assert image_ids.tolist() == ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002"]
+    np.testing.assert_array_equal(top5_ids, [[7, -1, -1, -1, -1], [3, 4, -1, -1, -1]])
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("a 1 0.5\nb two 0.3\n", "line 2: class id or score is not a number"),
+    ("a 1 0.5\n\nb 2 0.25 extra\n", "line 3: expected 'label class_id score'"),
+    ("a -1 0.5\n", "line 1: class id -1 out of range"),
+    ("".join(f"c {k} 0.1\n" for k in range(6)), "6 predictions, at most 5"),
+])
+def test_read_prediction_texts_malformed_names_file_and_line(tmp_path, body, problem):
+    (tmp_path / "ILSVRC2012_val_00000005.txt").write_text(body)
+    with pytest.raises(ArtifactError, match=f"ILSVRC2012_val_00000005.txt: {problem}"):
+        read_prediction_texts(tmp_path)
+
+
+def test_read_prediction_texts_refuses_two_files_for_one_image(tmp_path):
+    (tmp_path / "X.txt").write_text("a 1 0.5\n")
+    (tmp_path / "X_res.txt").write_text("a 2 0.5\n")
+    with pytest.raises(ArtifactError, match="X_res.txt: image id X also predicted by X.txt"):
+        read_prediction_texts(tmp_path)
+    with pytest.raises(ArtifactError, match="prediction directory not found"):
+        read_prediction_texts(tmp_path / "absent")

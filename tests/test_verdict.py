@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from evaluator.artifacts import Predictions, write_predictions_record
+from evaluator.predictions import Predictions, write_predictions_record
 from evaluator.baselines import DEFAULT_BASELINES, Case, load_baselines
 from evaluator.baselines_update import MeasuredRecord, update_measured
 from evaluator.verdict import Measurement, judge_case, tolerance_for

@@ -12,19 +12,22 @@ from pathlib import Path
 from evaluator.errors import EvaluatorError, ModelError, did_you_mean
 from evaluator.runtimes.base import Runtime, TensorSpec, first_line
 
-__all__ = ["RUNTIMES", "Runtime", "TensorSpec", "open_runtime", "runtime_available", "runtime_for_file"]
+__all__ = ["FORMAT_RUNTIMES", "RUNTIMES", "Runtime", "TensorSpec", "file_format", "open_runtime", "runtime_available",
+           "runtime_for_file"]
 
 # name -> "module:callable(model_path, num_threads=...)"; every adapter module also defines unavailable_reason().
 RUNTIMES = {
     "onnxruntime": "evaluator.runtimes.onnxruntime:OnnxRuntime",
     "litert": "evaluator.runtimes.litert:LiteRT",
-    "ailia": "evaluator.runtimes.ailia:open_ailia",  # ONNX cases with a Classifier recipe: see pipeline._open_runtime
+    "ailia": "evaluator.runtimes.ailia:open_ailia",  # Classifier recipes: see model_runtime.open_run_runtime
     "ailia-net": "evaluator.runtimes.ailia:open_ailia_net",  # ailia.Net on the evaluator's preprocessing
     "fake": "evaluator.runtimes.fake:FakeRuntime",
 }
 
-# default runtime per model file name ending (longest match first)
-_RUNTIME_BY_SUFFIX = {".fake.json": "fake", ".onnx": "onnxruntime", ".tflite": "litert"}
+# Which runtimes open which model file format (a format is also its file name ending); the first is the default
+# where ailia is not licensed.
+FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "ailia"), "tflite": ("litert", "ailia")}
+_FAKE_SUFFIX = ".fake.json"  # the test double's model files (runtimes/fake.py)
 
 
 def _adapter_module(name: str):
@@ -40,15 +43,22 @@ def open_runtime(name: str, model_path: str | Path, *, num_threads: int | None =
     return opener(model_path, num_threads=num_threads)
 
 
+def file_format(model_path: str | Path) -> str | None:
+    """A model file's format (a key of FORMAT_RUNTIMES) from its file name ending; None for any other file."""
+    suffix = Path(model_path).suffix.lower().removeprefix(".")
+    return suffix if suffix in FORMAT_RUNTIMES else None
+
+
 def runtime_for_file(model_path: str | Path) -> str:
     """Default runtime for a model file: .onnx -> onnxruntime, .tflite -> litert, .fake.json -> fake."""
-    file_name = Path(model_path).name.lower()
-    for suffix, name in _RUNTIME_BY_SUFFIX.items():
-        if file_name.endswith(suffix):
-            return name
-    known = ", ".join(_RUNTIME_BY_SUFFIX)
-    raise ModelError(f"{model_path}: unknown model file type {Path(model_path).suffix or '(no suffix)'!r}; "
-                     f"expected one of {known}")
+    if Path(model_path).name.lower().endswith(_FAKE_SUFFIX):
+        return "fake"
+    model_format = file_format(model_path)
+    if model_format is None:
+        known = ", ".join(["." + name for name in FORMAT_RUNTIMES] + [_FAKE_SUFFIX])
+        raise ModelError(f"{model_path}: unknown model file type {Path(model_path).suffix or '(no suffix)'!r}; "
+                         f"expected one of {known}")
+    return FORMAT_RUNTIMES[model_format][0]
 
 
 def runtime_available(name: str) -> str | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.errors import EvaluatorError, ModelError, RecipeError, RuntimeUnavailable, did_you_mean
+from evaluator.runtimes import file_format
 from evaluator.runtimes.base import (RuntimeBase, TensorSpec, check_model_file, check_num_threads, check_specs,
                                      first_line, run_in_batches)
 from evaluator.runtimes.litert import InterpreterRuntime
@@ -273,18 +274,19 @@ class AiliaTFLite(InterpreterRuntime):
 
 def open_ailia(model_path: str | Path, *, num_threads: int | None = None, env_id: int | None = None) -> RuntimeBase:
     """Open a .onnx (ailia.Net) or .tflite (ailia_tflite) model on the ailia SDK."""
-    suffix = Path(model_path).suffix.lower()
-    if suffix == ".onnx":
+    model_format = file_format(model_path)
+    if model_format == "onnx":
         return AiliaNet(model_path, num_threads=num_threads, env_id=env_id)
-    if suffix == ".tflite":
+    if model_format == "tflite":
         return AiliaTFLite(model_path, num_threads=num_threads, env_id=env_id or 0)
+    suffix = Path(model_path).suffix.lower()
     raise ModelError(f"{model_path}: the ailia runtime opens .onnx or .tflite files, not {suffix or 'this file'!r}")
 
 
 def open_ailia_net(model_path: str | Path, *, num_threads: int | None = None, env_id: int | None = None) -> AiliaNet:
     """An ONNX model on ailia.Net, fed the evaluator's own preprocessing: an explicit choice (`--runtime ailia-net`),
     judged as another runtime than the ailia.Classifier that produced the documented ONNX numbers."""
-    if Path(model_path).suffix.lower() != ".onnx":
+    if file_format(model_path) != "onnx":
         raise ModelError(f"{model_path}: the ailia-net runtime opens .onnx files; use --runtime ailia for .tflite")
     return AiliaNet(model_path, num_threads=num_threads, env_id=env_id)
 
