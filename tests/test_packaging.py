@@ -62,3 +62,9 @@ def test_ci_lints_before_it_tests():
 def test_the_schema_ships_as_package_data_and_jsonschema_is_a_dependency():
     assert "baselines.schema.json" in PYPROJECT["tool"]["setuptools"]["package-data"]["evaluator"]
     assert any(dep.startswith("jsonschema") for dep in PYPROJECT["project"]["dependencies"])
+
+
+def test_the_licence_is_declared_and_its_text_ships():
+    assert PYPROJECT["project"]["license"] == "MIT" and PYPROJECT["project"]["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert importlib.metadata.metadata("imagenet-evaluator")["License-Expression"] == "MIT"
