@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .fileio import atomic_write_text, file_lock
 from .baselines import list_cases, load_baselines, validate_raw
 from .baselines_update import update_lock_path
 from .catalogue_yaml import dump, read_yaml, round_trip_yaml
 from .errors import BaselinesError, ModelError
+from .fileio import atomic_write_text, file_lock
 from .locations import model_search_dirs
 from .model_runtime import inspect_model
-from .run_spec import RunSpec
 from .recipes import OVERRIDE_OPTIONS, resolve_recipe
+from .run_spec import RunSpec
 from .runtimes import FORMAT_RUNTIMES, file_format, open_runtime, runtime_for_file
 
 

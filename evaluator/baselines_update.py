@@ -9,11 +9,11 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .fileio import atomic_write_text, file_lock
 from .baselines import list_cases, parse_raw
 from .case import CaseId
 from .catalogue_yaml import dump, read_yaml, round_trip_yaml
 from .errors import BaselinesError
+from .fileio import atomic_write_text, file_lock
 
 
 def update_lock_path(path: Path) -> Path:

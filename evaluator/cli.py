@@ -37,8 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 EPILOG_ADD_MODEL = """examples:
-  python -m evaluator add-model my_mobilenet --model-path ../shared/fixtures/models/mobilenet_v1_0.25_128_quant.tflite \\
-      --recipe tf_slim_mobilenet_quant --documented 0.395 0.644 --source "TFLite hosted models table"
+  python -m evaluator add-model my_mobilenet \\
+      --model-path ../shared/fixtures/models/mobilenet_v1_0.25_128_quant.tflite --recipe tf_slim_mobilenet_quant \\
+      --documented 0.395 0.644 --source "TFLite hosted models table"
   python -m evaluator add-model my_inception --model-path model.onnx --recipe resnet50_pytorch \\
       --mean 0.498 0.498 0.498 --std 0.502 0.502 0.502
 """
@@ -58,7 +59,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("where")
     data.add_argument("--imagenet-dir", type=Path, help=imagenet_dir_help())
     data.add_argument("--models-dir", type=Path, help="model files (default: $EVALUATOR_MODELS_DIR or data/models)")
-    data.add_argument("--artifacts-dir", type=Path, help="predictions and caches (default: $EVALUATOR_ARTIFACTS_DIR or artifacts)")
+    data.add_argument("--artifacts-dir", type=Path,
+                      help="predictions and caches (default: $EVALUATOR_ARTIFACTS_DIR or artifacts)")
     data.add_argument("--baselines", type=Path, help="baselines.yaml (default: the repository's)")
     data.add_argument("--limit", type=positive_int, help="evaluate a deterministic class-stratified subset of N images")
     speed = parser.add_argument_group("speed (never changes results)")
@@ -141,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "  python -m evaluator report --results artifacts/report/results.json --out /tmp/report\n"
                               "  python -m evaluator report --merge jobs/cases-1 jobs/cases-2 --out report",
                        formatter_class=fmt)
-    p.add_argument("--results", type=Path, help="results.json written by pytest (default: artifacts/report/results.json)")
+    p.add_argument("--results", type=Path,
+                   help="results.json written by pytest (default: artifacts/report/results.json)")
     p.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
                    help="combine the results.json of several jobs (their report or artifacts directories) into one "
                         "report.md, report.html, plots, results.json and junit.xml, with one history.csv row per case")
@@ -157,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artifacts directories of the jobs (or directories holding them, or artifact directories)")
 
     p = sub.add_parser("diff", help="image-by-image comparison of two runs (gained, lost, McNemar p, classes)",
-                       epilog="examples:\n  python -m evaluator diff artifacts/predictions/RUN_A artifacts/predictions/RUN_B\n"
+                       epilog="examples:\n"
+                              "  python -m evaluator diff artifacts/predictions/RUN_A artifacts/predictions/RUN_B\n"
                               "  python -m evaluator diff baselines/CASE-FINGERPRINT.csv.gz artifacts/predictions/RUN",
                        formatter_class=fmt)
     p.add_argument("baseline", type=Path, help="predictions artifact directory, predictions.csv or a .csv.gz record")

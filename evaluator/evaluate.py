@@ -8,19 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .predictions import Predictions
 from .baselines import Baselines, Case
 from .dataset import Dataset
 from .errors import EvaluatorError, FetchError, ModelError, RuntimeUnavailable, did_you_mean
 from .fetch import FETCH_LOCK_FILE, recorded_sha256
 from .metrics import accuracy, largest_class_changes, topk_hits, wilson_interval
 from .model_hash import file_sha256
-from .models import locate_model_file, missing_model_message
 from .model_runtime import RuntimePool
-from .pipeline import predict, RunResult
-from .run_spec import RunSpec
+from .models import locate_model_file, missing_model_message
+from .pipeline import RunResult, predict
+from .predictions import Predictions
 from .recipes import resolve_recipe
 from .report import CaseResult
+from .run_spec import RunSpec
 from .runtimes import FORMAT_RUNTIMES, RUNTIMES, runtime_available
 from .shard import Shard
 from .verdict import Measurement, Verdict, judge_case
@@ -43,7 +43,8 @@ class Scores:
 
     def lines(self, n_listed: int) -> list[str]:
         return [
-            f"DATA CNT {self.n} of {n_listed:,}" + (f" ({self.n_failed} images failed, counted wrong)" if self.n_failed else ""),
+            f"DATA CNT {self.n} of {n_listed:,}"
+            + (f" ({self.n_failed} images failed, counted wrong)" if self.n_failed else ""),
             f"TOP1 {self.top1:f}  95% CI [{self.top1_interval[0]:.4f}, {self.top1_interval[1]:.4f}]",
             f"TOP5 {self.top5:f}  95% CI [{self.top5_interval[0]:.4f}, {self.top5_interval[1]:.4f}]",
         ]

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from evaluator import __version__
-from evaluator.fileio import file_lock, fsync_directory, read_json, write_json_atomic
 from evaluator.errors import FetchError
+from evaluator.fileio import file_lock, fsync_directory, read_json, write_json_atomic
 from evaluator.model_hash import sha256_of
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ import csv
 import io
 from pathlib import Path
 
-from .fileio import atomic_write_text, file_lock
 from .errors import ArtifactError
+from .fileio import atomic_write_text, file_lock
 from .report import VERDICT_COLOURS, save_figure
 
 COLUMNS = (

@@ -26,7 +26,8 @@ def project_dir() -> Path:
 
 
 def fixtures_dir() -> Path:
-    """The shared real-data fixtures (700 ImageNet images, small real models): $EVALUATOR_FIXTURES or ../shared/fixtures."""
+    """The shared real-data fixtures (700 ImageNet images, small real models): $EVALUATOR_FIXTURES or
+    ../shared/fixtures."""
     return Path(os.environ.get("EVALUATOR_FIXTURES") or REPO_ROOT.parent / "shared" / "fixtures")
 
 

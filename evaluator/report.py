@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .fileio import atomic_write_bytes, read_json, write_json_atomic
 from .errors import ArtifactError, clipped
+from .fileio import atomic_write_bytes, read_json, write_json_atomic
 from .metrics import wilson_interval
 
 GROUP_ORDER = ("ONNX", "tflite", "TensorFlow", "official")

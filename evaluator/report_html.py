@@ -8,7 +8,15 @@ import html
 from pathlib import Path
 
 from .report import (
-    COLUMNS, VERDICT_COLOURS, VERDICTS, CaseResult, group_results, report_header, row_cells, skip_line, skip_reasons,
+    COLUMNS,
+    VERDICT_COLOURS,
+    VERDICTS,
+    CaseResult,
+    group_results,
+    report_header,
+    row_cells,
+    skip_line,
+    skip_reasons,
 )
 
 _STYLE = """

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .fileio import atomic_write_text
 from .errors import EvaluatorError
+from .fileio import atomic_write_text
 from .report import CaseResult, junit_summary, read_results, write_results
 from .report_files import write_report
 

@@ -14,22 +14,22 @@ from pathlib import Path
 import pytest
 
 from . import __version__
-from .fileio import atomic_write_bytes
-from .prediction_store import PredictionStore
-from .predictions import predictions_record_bytes
 from .baselines import DEFAULT_BASELINES, list_cases, load_baselines
 from .baselines_update import MeasuredRecord, record_relpath, update_measured
 from .dataset import load_dataset, subset
 from .errors import DatasetError, EvaluatorError, RuntimeUnavailable, did_you_mean
 from .evaluate import ModelFileMissing, case_result, evaluate_case, failure_message, predict_case, unrun_result
+from .fileio import atomic_write_bytes
 from .locations import default_artifacts_dir, default_imagenet_dir, default_models_dir
 from .model_runtime import RuntimePool
 from .options import recipe_overrides
 from .pipeline import StoredPredictionsMissing
-from .run_spec import available_cores
+from .prediction_store import PredictionStore
+from .predictions import predictions_record_bytes
 from .recipes import apply_overrides
 from .report import CaseResult, merge_results, read_results, write_results
 from .report_files import write_report
+from .run_spec import available_cores
 
 
 def baselines_path(config) -> Path | None:

@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .predictions import read_predictions_record
 from .baselines import Baselines, Case, Expected
 from .case import CaseId
 from .metrics import PairedComparison, band, paired_compare
+from .predictions import read_predictions_record
 
 # A value printed at 4 decimals exactly on the band edge must not flip with floating-point noise.
 _EDGE_EPSILON = 1e-9
@@ -132,7 +132,8 @@ class Verdict:
                          f"{'passed' if check.passed else 'FAILED'}")
             lines += ["    " + m.describe() + ("" if m.passed else "  <-- outside") for m in check.metrics]
             if check.paired is not None:
-                lines.append("    per image against the recorded baseline: " + check.paired.summary(class_names=class_names))
+                lines.append("    per image against the recorded baseline: "
+                             + check.paired.summary(class_names=class_names))
         if self.accepted_gap:
             lines.append(f"  documented gap accepted: {self.accepted_gap}")
         return lines
@@ -191,7 +192,8 @@ def judge_case(measurement: Measurement, baselines: Baselines, case: Case) -> Ve
     """The whole pass/fail rule of a case (module docstring); reads the measured entry's per-image record."""
     policy = baselines.policy
     expected, tolerance, origin, basis = tolerance_for(baselines, case)
-    anchor = AnchorCheck(expected, origin, basis, _metric_checks(measurement, expected, tolerance, policy.z, expected.n))
+    checks = _metric_checks(measurement, expected, tolerance, policy.z, expected.n)
+    anchor = AnchorCheck(expected, origin, basis, checks)
 
     measured = None
     entry = measured_entry(baselines, case, measurement.fingerprint)

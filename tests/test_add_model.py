@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from imagenet_factory import real_imagenet_dir
+from test_recipes import random_classifier
 
 from evaluator.baselines import DEFAULT_BASELINES, load_baselines
 from evaluator.cli import main
 from evaluator.locations import fixtures_dir
-
-from imagenet_factory import real_imagenet_dir
-from test_recipes import random_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SLIM = "mobilenet_v1_0.25_128_quant.tflite"

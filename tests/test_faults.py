@@ -26,7 +26,6 @@ from test_decode import png_header_only
 from test_runtimes import make_onnx
 
 from evaluator import prediction_store
-from evaluator.prediction_store import PredictionStore
 from evaluator.baselines import Case, load_baselines
 from evaluator.baselines_update import MeasuredRecord, update_measured
 from evaluator.cli import main
@@ -34,8 +33,9 @@ from evaluator.dataset import load_dataset
 from evaluator.errors import ArtifactError, ModelError, RecipeError
 from evaluator.evaluate import evaluate_case, failure_message
 from evaluator.pipeline import predict
-from evaluator.run_spec import RunSpec
+from evaluator.prediction_store import PredictionStore
 from evaluator.recipes import get_recipe
+from evaluator.run_spec import RunSpec
 from evaluator.runtimes.fake import FakeModel
 
 pytest_plugins = ["pytester"]
@@ -413,7 +413,8 @@ def test_pytest_with_a_malformed_baselines_file_stops_with_a_usage_error(pyteste
     (["--model-path", "m.onnx", "--recipe", "mobilenet_kera"],
      "unknown recipe 'mobilenet_kera'; did you mean mobilenet_keras? available: "),
     (["-m", "tiny", "--runtime", "onnxruntim"],
-     "unknown runtime 'onnxruntim'; did you mean onnxruntime? available: ailia, ailia-net, auto, fake, litert, onnxruntime"),
+     "unknown runtime 'onnxruntim'; did you mean onnxruntime? "
+     "available: ailia, ailia-net, auto, fake, litert, onnxruntime"),
     (["-m", "tiny", "--tta", "1crop"], "unknown TTA mode '1crop'; did you mean 1-crop? available: 1-crop, keep-aspect"),
 ])
 def test_unknown_name_is_one_line_listing_the_valid_names(tmp_path, capsys, args, message):
@@ -505,7 +506,7 @@ def run_dir(artifacts: Path, tta: str) -> Path:
 
 
 def _no_temp_files(directory: Path) -> bool:
-    # the update lock beside baselines.yaml (baselines_update.update_lock_path) is kept by design; it is no temporary file
+    # the update lock beside baselines.yaml (baselines_update.update_lock_path) is kept by design: no temporary file
     return not [p for p in directory.rglob(".*") if p.is_file() and p.name != ".baselines.yaml.lock"]
 
 

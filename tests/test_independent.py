@@ -51,8 +51,8 @@ def _evaluator(tmp_path, model: Path, recipe: str) -> tuple[float, float]:
     from evaluator.dataset import load_dataset
     from evaluator.evaluate import score
     from evaluator.pipeline import predict
-    from evaluator.run_spec import RunSpec
     from evaluator.recipes import get_recipe
+    from evaluator.run_spec import RunSpec
     from evaluator.runtimes import runtime_for_file
 
     spec = RunSpec(model_path=model, recipe=get_recipe(recipe), tta="1-crop", runtime=runtime_for_file(model))

@@ -7,7 +7,12 @@ import pytest
 from evaluator.dataset import load_dataset
 from evaluator.errors import DatasetError
 from evaluator.locations import (
-    SAMPLE_DIR, default_artifacts_dir, default_imagenet_dir, default_models_dir, model_search_dirs, project_dir,
+    SAMPLE_DIR,
+    default_artifacts_dir,
+    default_imagenet_dir,
+    default_models_dir,
+    model_search_dirs,
+    project_dir,
 )
 from evaluator.sample import check_sample
 

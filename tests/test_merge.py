@@ -16,9 +16,9 @@ from imagenet_factory import make_imagenet
 from evaluator.cli import main
 from evaluator.dataset import load_dataset, select
 from evaluator.locations import fixtures_dir
-from evaluator.pipeline import predict, StoredPredictionsMissing
-from evaluator.run_spec import RunSpec
+from evaluator.pipeline import StoredPredictionsMissing, predict
 from evaluator.recipes import get_recipe
+from evaluator.run_spec import RunSpec
 from evaluator.runtimes.fake import FakeModel
 from evaluator.shard import Shard
 
@@ -118,7 +118,8 @@ def test_complete_artifacts_of_other_jobs_are_copied_and_a_conflict_is_refused(s
 
     (unsharded.artifact_dir / "predictions.csv").write_bytes(b"image_id\n")  # damaged in the job's download
     code, _, err = _merge(capsys, tmp_path / "merged2", tmp_path / "unsharded")
-    assert code == 2 and "contents differ from the sha256" in err and not (tmp_path / "merged2" / "predictions").exists()
+    assert code == 2 and "contents differ from the sha256" in err
+    assert not (tmp_path / "merged2" / "predictions").exists()
 
 
 @pytest.mark.parametrize("edit", [lambda meta: meta.pop("model_path"), lambda meta: meta["shard"].pop("count"),

@@ -15,16 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import oracle
 import pytest
+from imagenet_factory import IMAGE_SUBDIR, image_id, synset_lines, wnid
 from PIL import Image
 
-import oracle
 from evaluator.dataset import load_dataset, subset
 from evaluator.locations import fixtures_dir
 from evaluator.pipeline import predict
-from evaluator.run_spec import RunSpec
 from evaluator.recipes import RECIPES, TTA_MODES, get_recipe
-from imagenet_factory import IMAGE_SUBDIR, image_id, synset_lines, wnid
+from evaluator.run_spec import RunSpec
 
 N_DEFAULT = 12  # fixture images per case in the default run; EVALUATOR_ORACLE_ALL=1 compares all 700
 GENERATED = "generated/"
@@ -132,7 +132,8 @@ def onnx_model(path: Path, kind: str) -> Path:
         ("steps", [16, 16], np.int64), ("scale", input_scale, np.float32),
         ("in_s", 0.02 if value_range == "unit" else 1.0, np.float32), ("in_z", 0, np.int8),
         ("out_s", 1 / 256, np.float32), ("out_z", -128, np.int8))]
-    init += [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(rng.standard_normal(1000).astype(np.float32) * 0.1, "b")]
+    bias = rng.standard_normal(1000).astype(np.float32) * 0.1
+    init += [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b")]
     nodes, x = [], "input"
     if precision == "int8":
         nodes += [helper.make_node("QuantizeLinear", [x, "in_s", "in_z"], ["xq"]),
@@ -149,7 +150,8 @@ def onnx_model(path: Path, kind: str) -> Path:
                   helper.make_node("DequantizeLinear", ["pq", "out_s", "out_z"], ["output"])]
     else:
         nodes.append(helper.make_node("Softmax", ["logits"], ["output"], axis=1))
-    graph = helper.make_graph(nodes, "generated", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
+    graph = helper.make_graph(nodes, "generated",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1000])], init)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -256,8 +258,8 @@ def test_the_oracle_catches_a_changed_tie_rule(fixture_images, model_path, tmp_p
 
 def test_cli_predict_on_a_tf_slim_mobilenet_and_unseen_images_equals_the_oracle(edge_images, model_path, tmp_path,
                                                                                  capsys, monkeypatch):
-    from evaluator.seed import read_prediction_texts
     from evaluator.cli import main
+    from evaluator.seed import read_prediction_texts
 
     model = model_path("mobilenet_v1_0.25_128_quant.tflite")
     monkeypatch.setenv("EVALUATOR_ARTIFACTS_DIR", str(tmp_path / "artifacts"))

@@ -13,15 +13,15 @@ from imagenet_factory import make_imagenet
 import evaluator.pipeline as pipeline
 import evaluator.predict_chunk as predict_chunk
 from evaluator import model_runtime, ranking
-from evaluator.model_runtime import RuntimePool
-from evaluator.prediction_store import PredictionStore
 from evaluator.dataset import load_dataset
-from evaluator.decode_cache import USED_MARKER
 from evaluator.decode import decode_image
+from evaluator.decode_cache import USED_MARKER
+from evaluator.model_runtime import RuntimePool
 from evaluator.pipeline import predict
-from evaluator.run_spec import RunSpec
+from evaluator.prediction_store import PredictionStore
 from evaluator.preprocess import geometry, geometry_is_cacheable, normalize, preprocess
 from evaluator.recipes import RECIPES, TTA_MODES, get_recipe
+from evaluator.run_spec import RunSpec
 from evaluator.runtimes.fake import FakeModel
 
 N_IMAGES = 30
@@ -382,8 +382,8 @@ def test_links_leaving_the_dataset_are_refused_unread(small_root, spec, tmp_path
 
 
 def test_corrupt_jpeg_data_is_a_failed_image_with_the_decoders_message(tmp_path, spec):
-    from test_decode import zero_scan_block
     from imagenet_factory import real_imagenet_dir
+    from test_decode import zero_scan_block
 
     root = tmp_path / "imagenet"
     make_imagenet(root, n_images=4)
@@ -418,9 +418,8 @@ def test_an_extreme_aspect_ratio_is_a_failed_image_not_a_crash(tmp_path, spec, w
 
 def test_a_symbolic_output_shape_learns_the_class_count_from_one_batch(tmp_path, small_root):
     import onnx
-    from test_runtimes import make_onnx
-
     from onnx import helper
+    from test_runtimes import make_onnx
 
     model_path = tmp_path / "symbolic.onnx"
     make_onnx(model_path)

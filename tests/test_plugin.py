@@ -35,7 +35,8 @@ policy:
   paired_alpha: 0.01
   tolerance: {documented: 0.002, cross_runtime: 0.01, measured: 0.003}
 sources:
-  card: {kind: documented, runtime: onnxruntime, runtime_version: model card, n: 50000, date: 2024-01-01, reference: test}
+  card: {kind: documented, runtime: onnxruntime, runtime_version: model card, n: 50000, date: 2024-01-01,
+         reference: test}
 models:
   tiny:
     summary: tiny generated ONNX model
@@ -304,3 +305,24 @@ def test_space_form_from_the_repository_uses_the_repository_catalogue(tmp_path):
     result = _pytest("-k", "resnet50_chainer", "--collect-only", "-q", "--imagenet-dir", str(tmp_path / "imagenet"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(_collected(result)) == 6
+
+
+# --- the same overrides as pytest options ------------------------------------------------------------------------
+
+def test_pytest_overrides_reach_the_case_its_header_and_its_reproduce_command(world):
+    tmp_path, options = world
+    result = _pytest(REGRESSION_FILE, "-m", "regression", "--model", "tiny", "--runtime", "onnxruntime",
+                     "--mean", "0.5", "0.5", "0.5", "--resize-short-side", "240", *options)
+    output = result.stdout + result.stderr
+    assert "recipe overrides on every case: mean=[0.5, 0.5, 0.5], resize_short_side=240" in output
+    assert "recipe resnet50_pytorch+mean+resize_short_side: short side to 240" in output  # the failure message
+    assert "--mean 0.5 0.5 0.5 --resize-short-side 240" in output  # in reproduce:
+    meta = [json.loads(p.read_text()) for p in (tmp_path / "artifacts" / "predictions").glob("*/meta.json")]
+    assert [m["recipe_fields"]["mean"] for m in meta] == [[0.5, 0.5, 0.5]]
+
+    refused = _pytest(REGRESSION_FILE, "--collect-only", "-q", "--update-baselines", "--std", "1", "1", "1",
+                      *options)
+    assert refused.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--update-baselines with recipe overrides" in refused.stderr
+    bad = _pytest(REGRESSION_FILE, "--collect-only", "-q", "--layout", "NWHC", *options)
+    assert bad.returncode == pytest.ExitCode.USAGE_ERROR and "layout must be one of NCHW, NHWC" in bad.stderr

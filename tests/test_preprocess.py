@@ -13,14 +13,14 @@ from evaluator.locations import fixtures_dir
 from evaluator.preprocess import (
     geometry,
     geometry_is_cacheable,
-    normalize,
-    inputs_from_geometry,
     geometry_key,
+    inputs_from_geometry,
+    normalize,
     preprocess,
     script_values,
     to_input,
 )
-from evaluator.recipes import RECIPES, Recipe, TTA_MODES, get_recipe
+from evaluator.recipes import RECIPES, TTA_MODES, Recipe, get_recipe
 from evaluator.runtimes.base import TensorSpec
 
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)

@@ -10,17 +10,23 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from imagenet_factory import real_imagenet_dir
 
 from evaluator.cli import main
 from evaluator.errors import RecipeError
 from evaluator.pipeline import artifact_key
-from evaluator.run_spec import RunSpec
 from evaluator.preprocess import geometry
-from evaluator.recipes import (BUILTIN, FAMILIES, OVERRIDE_OPTIONS, RECIPES, apply_overrides, build_recipes, get_recipe,
-                               resolve_recipe)
-
-from imagenet_factory import real_imagenet_dir
-from test_plugin import world  # noqa: F401  (fixture)
+from evaluator.recipes import (
+    BUILTIN,
+    FAMILIES,
+    OVERRIDE_OPTIONS,
+    RECIPES,
+    apply_overrides,
+    build_recipes,
+    get_recipe,
+    resolve_recipe,
+)
+from evaluator.run_spec import RunSpec
 
 
 def test_builtin_entries_name_a_known_base_and_only_recipe_fields():
@@ -204,29 +210,6 @@ def test_inception_normalised_model_agrees_with_an_independent_implementation(tm
     assert plain["predictions"] != result["predictions"]
     plain_top5 = load_predictions(Path(plain["predictions"])).top5_ids
     assert (plain_top5 == theirs).all(axis=1).mean() < 0.5
-
-
-# --- the same overrides as pytest options ------------------------------------------------------------------------
-
-def test_pytest_overrides_reach_the_case_its_header_and_its_reproduce_command(world):
-    from test_plugin import REGRESSION_FILE, _pytest
-
-    tmp_path, options = world
-    result = _pytest(REGRESSION_FILE, "-m", "regression", "--model", "tiny", "--runtime", "onnxruntime",
-                     "--mean", "0.5", "0.5", "0.5", "--resize-short-side", "240", *options)
-    output = result.stdout + result.stderr
-    assert "recipe overrides on every case: mean=[0.5, 0.5, 0.5], resize_short_side=240" in output
-    assert "recipe resnet50_pytorch+mean+resize_short_side: short side to 240" in output  # the failure message
-    assert "--mean 0.5 0.5 0.5 --resize-short-side 240" in output  # in reproduce:
-    meta = [json.loads(p.read_text()) for p in (tmp_path / "artifacts" / "predictions").glob("*/meta.json")]
-    assert [m["recipe_fields"]["mean"] for m in meta] == [[0.5, 0.5, 0.5]]
-
-    refused = _pytest(REGRESSION_FILE, "--collect-only", "-q", "--update-baselines", "--std", "1", "1", "1",
-                      *options)
-    assert refused.returncode == pytest.ExitCode.USAGE_ERROR
-    assert "--update-baselines with recipe overrides" in refused.stderr
-    bad = _pytest(REGRESSION_FILE, "--collect-only", "-q", "--layout", "NWHC", *options)
-    assert bad.returncode == pytest.ExitCode.USAGE_ERROR and "layout must be one of NCHW, NHWC" in bad.stderr
 
 
 def test_yaml_integers_make_the_same_recipe_as_floats():

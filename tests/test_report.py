@@ -10,7 +10,12 @@ import pytest
 from evaluator.errors import ArtifactError
 from evaluator.history import history_row, plot_history, read_history, record_session
 from evaluator.report import (
-    CaseResult, markdown_report, merge_results, plot_results, read_results, write_results,
+    CaseResult,
+    markdown_report,
+    merge_results,
+    plot_results,
+    read_results,
+    write_results,
 )
 from evaluator.report_files import write_report
 
@@ -121,7 +126,8 @@ def test_skips_are_one_line_per_reason_with_a_count(results):
             for i in range(3)]
     text = markdown_report(results + more)
     skipped = [line for line in text.split("## Skipped", 1)[1].strip().splitlines() if line.startswith("- ")]
-    assert skipped == ["- 3 × model file … not found (m0-float-none-litert, m1-float-none-litert, m2-float-none-litert)",
+    assert skipped == ["- 3 × model file … not found "
+                       "(m0-float-none-litert, m1-float-none-litert, m2-float-none-litert)",
                        "- 1 × ailia licence not found: … (resnet50_chainer-float-1-crop-ailia)"]
 
 

@@ -808,11 +808,12 @@ def _recorded_images(monkeypatch) -> list:
 def test_ailia_onnx_cases_go_through_the_classifier_as_the_script_feeds_it(sdk_calls, tmp_path, monkeypatch, tta,
                                                                           recipe_name, range_value):
     import oracle
+    from imagenet_factory import make_imagenet
+
     from evaluator.dataset import load_dataset
     from evaluator.pipeline import predict
-    from evaluator.run_spec import RunSpec
     from evaluator.recipes import get_recipe
-    from imagenet_factory import make_imagenet
+    from evaluator.run_spec import RunSpec
 
     make_imagenet(tmp_path / "imagenet", n_images=3)
     dataset = load_dataset(tmp_path / "imagenet")
@@ -837,13 +838,14 @@ def test_ailia_onnx_cases_go_through_the_classifier_as_the_script_feeds_it(sdk_c
 def test_ailia_net_is_an_explicit_runtime_judged_as_another_runtime(sdk_calls, tmp_path):
     from dataclasses import replace
 
+    from imagenet_factory import make_imagenet
+
     from evaluator.baselines import DEFAULT_BASELINES, Case, load_baselines
     from evaluator.dataset import load_dataset
     from evaluator.pipeline import predict
-    from evaluator.run_spec import RunSpec
     from evaluator.recipes import get_recipe
+    from evaluator.run_spec import RunSpec
     from evaluator.verdict import tolerance_for
-    from imagenet_factory import make_imagenet
 
     make_imagenet(tmp_path / "imagenet", n_images=2)
     model = model_file(tmp_path, "resnet50.onnx", prototxt=True)

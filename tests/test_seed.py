@@ -16,13 +16,15 @@ from evaluator.seed_commands import accuracy_main, prediction_main
 @pytest.mark.parametrize("model, tflite, params, expected", [
     ("resnet50", False, [], SeedRun("resnet50_chainer", "float", "none", "auto")),
     ("resnet50", False, ["a=resnet50_pytorch", "t=1_crop"], SeedRun("resnet50_pytorch", "float", "1-crop", "auto")),
-    ("resnet50", False, ["a=resnet50.opt", "t=keep_aspect"], SeedRun("resnet50_chainer", "float", "keep-aspect", "auto")),
+    ("resnet50", False, ["a=resnet50.opt", "t=keep_aspect"],
+     SeedRun("resnet50_chainer", "float", "keep-aspect", "auto")),
     ("resnet50", True, ["float", "t=1_crop"], SeedRun("resnet50_keras", "float", "1-crop", "auto")),
     ("resnet50", True, ["float", "tflite"], SeedRun("resnet50_keras", "float", "none", "litert")),
     ("resnet50", True, ["legacy", "t=1_crop"], SeedRun("resnet50_keras", "int8", "1-crop", "auto")),
     ("resnet50", True, ["t=1_crop"], SeedRun("resnet50_keras", "int8-recalib", "1-crop", "auto")),
     ("mobilenetv2", True, ["recalib", "t=1_crop"], SeedRun("mobilenetv2_keras", "int8-recalib", "1-crop", "auto")),
-    ("efficientnet_lite", True, ["float", "t=1_crop", "torch"], SeedRun("efficientnetlite0_torch", "float", "1-crop", "auto")),
+    ("efficientnet_lite", True, ["float", "t=1_crop", "torch"],
+     SeedRun("efficientnetlite0_torch", "float", "1-crop", "auto")),
     ("efficientnet_lite", True, ["t=1_crop", "torch"], SeedRun("efficientnetlite0_torch", "int8", "1-crop", "auto")),
 ])
 def test_seed_parameters_map_to_catalogue_cases(model, tflite, params, expected):
@@ -46,7 +48,8 @@ def test_prediction_then_accuracy_on_the_fixture_slice(tmp_path, monkeypatch, ca
 
     assert prediction_main(["-m", "mobilenet_v1_05_160_quant", "-p", "t=1_crop"]) == 0
     predicted = capsys.readouterr().out
-    texts = sorted((tmp_path / "evaluation" / "mobilenet_v1_05_160_quant" / "imagenet__t_1_crop" / "predictions").glob("*.txt"))
+    run_dir = tmp_path / "evaluation" / "mobilenet_v1_05_160_quant" / "imagenet__t_1_crop" / "predictions"
+    texts = sorted(run_dir.glob("*.txt"))
     assert len(texts) == 700
     first_line = texts[0].read_text().splitlines()[0]
     assert re.fullmatch(r"\S+ \d+ \d+\.\d{6}", first_line)
@@ -113,7 +116,8 @@ def test_prediction_reads_evaluator_imagenet_dir(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EVALUATOR_IMAGENET_DIR", str(_tiny_imagenet(tmp_path)))
     monkeypatch.setenv("EVALUATOR_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     assert prediction_main(["-m", "mobilenet_v1_025_128_quant"]) == 0
-    assert len(list((tmp_path / "evaluation" / "mobilenet_v1_025_128_quant" / "imagenet" / "predictions").glob("*.txt"))) == 3
+    run_dir = tmp_path / "evaluation" / "mobilenet_v1_025_128_quant" / "imagenet" / "predictions"
+    assert len(list(run_dir.glob("*.txt"))) == 3
     assert accuracy_main(["-m", "mobilenet_v1_025_128_quant"]) == 0
     assert "DATA CNT : 3\n" in capsys.readouterr().out
 

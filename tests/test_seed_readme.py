@@ -82,7 +82,8 @@ def test_documented_rows_match_the_seed_readme(seed_readme, baselines):
             continue
         seeded.add((*key, source))
         if entry is None:
-            problems.append(f"seed row {key} ({row['runtime']}) {row['top1']}/{row['top5']} missing from baselines.yaml")
+            problems.append(f"seed row {key} ({row['runtime']}) {row['top1']}/{row['top5']} "
+                            "missing from baselines.yaml")
         elif (entry["top1"], entry["top5"]) != (row["top1"], row["top5"]):
             problems.append(f"{key} ({source}): baselines {entry['top1']}/{entry['top5']}, "
                             f"seed {row['top1']}/{row['top5']}")

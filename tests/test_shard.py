@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from imagenet_factory import make_imagenet
 
-from evaluator.prediction_store import PredictionStore
 from evaluator.dataset import load_dataset
 from evaluator.errors import EvaluatorError
 from evaluator.pipeline import predict
-from evaluator.run_spec import RunSpec
+from evaluator.prediction_store import PredictionStore
 from evaluator.recipes import get_recipe
+from evaluator.run_spec import RunSpec
 from evaluator.runtimes.fake import FakeModel
 from evaluator.shard import Shard, parse_shard, shard_of
 

@@ -107,9 +107,9 @@ def test_changed_recipe_fails_with_paired_numbers_and_restoring_passes(fixtures,
     from evaluator import recipes
     from evaluator.baselines import Case, load_baselines
     from evaluator.baselines_update import MeasuredRecord, record_relpath, update_measured
-    from evaluator.predictions import write_predictions_record
     from evaluator.dataset import load_dataset
     from evaluator.evaluate import evaluate_case, failure_message
+    from evaluator.predictions import write_predictions_record
 
     baselines_path = tmp_path / "baselines.yaml"
     shutil.copy(ROOT / "baselines.yaml", baselines_path)

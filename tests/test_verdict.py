@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from evaluator.predictions import Predictions, write_predictions_record
 from evaluator.baselines import DEFAULT_BASELINES, Case, load_baselines
 from evaluator.baselines_update import MeasuredRecord, update_measured
+from evaluator.predictions import Predictions, write_predictions_record
 from evaluator.verdict import Measurement, judge_case, tolerance_for
 
 CHAINER_ORT = Case("resnet50_chainer", "float", "1-crop", "onnxruntime", "documented")  # documented 0.7444 / 0.9226

@@ -28,8 +28,15 @@ import numpy as np
 
 from evaluator.errors import EvaluatorError, ModelError, RecipeError, RuntimeUnavailable, did_you_mean
 from evaluator.runtimes import file_format
-from evaluator.runtimes.base import (RuntimeBase, TensorSpec, check_model_file, check_num_threads, check_specs,
-                                     first_line, run_in_batches)
+from evaluator.runtimes.base import (
+    RuntimeBase,
+    TensorSpec,
+    check_model_file,
+    check_num_threads,
+    check_specs,
+    first_line,
+    run_in_batches,
+)
 from evaluator.runtimes.litert import InterpreterRuntime
 
 _INSTALL = "pip install 'imagenet-evaluator[ailia]'"

@@ -14,8 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.errors import RuntimeUnavailable
-from evaluator.runtimes.base import (QUANTIZED_DTYPES, RuntimeBase, TensorSpec, check_model_file, check_num_threads,
-                                     check_specs, not_a_model)
+from evaluator.runtimes.base import (
+    QUANTIZED_DTYPES,
+    RuntimeBase,
+    TensorSpec,
+    check_model_file,
+    check_num_threads,
+    check_specs,
+    not_a_model,
+)
 
 _INSTALL = "pip install ai-edge-litert"
 

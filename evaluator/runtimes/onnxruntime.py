@@ -7,8 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.errors import ModelError, RuntimeUnavailable
-from evaluator.runtimes.base import (RuntimeBase, TensorSpec, check_model_file, check_num_threads, check_specs,
-                                     not_a_model)
+from evaluator.runtimes.base import (
+    RuntimeBase,
+    TensorSpec,
+    check_model_file,
+    check_num_threads,
+    check_specs,
+    not_a_model,
+)
 
 _INSTALL = "pip install onnxruntime"
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
