@@ -14,12 +14,12 @@ from .locations import default_artifacts_dir
 from .merge import merge_artifacts
 from .metrics import paired_compare
 from .report import read_results
-from .report_files import write_report
+from .report_files import HISTORY_CSV, REPORT_DIR, RESULTS_JSON, write_report
 from .report_merge import write_merged_report
 
 
 def cmd_report(args) -> int:
-    report_dir = default_artifacts_dir() / "report"
+    report_dir = default_artifacts_dir() / REPORT_DIR
     if args.merge:
         if args.results or args.history:
             raise EvaluatorError("--merge takes the results files or directories itself: drop --results/--history")
@@ -29,13 +29,13 @@ def cmd_report(args) -> int:
         print("\n".join(f"{name}: {path}" for name, path in paths.items()))
         return 0
     if args.history:
-        history = (args.results.parent if args.results else report_dir) / "history.csv"
+        history = (args.results.parent if args.results else report_dir) / HISTORY_CSV
         if not history.is_file():
             raise EvaluatorError(f"{history} not found: it is written by every pytest run with regression cases")
         trend = plot_history(read_history(history), (args.out or history.parent) / "trend.png")
         print(f"trend: {trend}")
         return 0
-    results_path = args.results or report_dir / "results.json"
+    results_path = args.results or report_dir / RESULTS_JSON
     if not results_path.is_file():
         raise EvaluatorError(f"{results_path} not found: run the regression cases first "
                              "(`python -m pytest -m regression`)")

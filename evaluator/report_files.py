@@ -11,6 +11,10 @@ from .history import plot_history, read_history, record_session
 from .report import markdown_report, plot_results
 from .report_html import html_report
 
+REPORT_DIR = "report"  # the report's directory under the artifacts directory
+RESULTS_JSON = "results.json"  # every case's last result and the session's meta (report.write_results)
+HISTORY_CSV = "history.csv"
+
 
 def write_report(results, out_dir: Path, meta: dict | None = None, session_results=None) -> dict[str, Path]:
     """Write report.md, accuracy.png, trend.png and report.html (atomically) and record the session's rows in
@@ -20,7 +24,7 @@ def write_report(results, out_dir: Path, meta: dict | None = None, session_resul
     meta = dict(meta or {})
     results = list(results)
     paths = {name: out_dir / file for name, file in (
-        ("report", "report.md"), ("plot", "accuracy.png"), ("history", "history.csv"), ("trend", "trend.png"),
+        ("report", "report.md"), ("plot", "accuracy.png"), ("history", HISTORY_CSV), ("trend", "trend.png"),
         ("html", "report.html"))}
     out_dir.mkdir(parents=True, exist_ok=True)
     session_start = meta.pop("session_start", None) or datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -14,9 +14,7 @@ from pathlib import Path
 from .errors import EvaluatorError
 from .fileio import atomic_write_text
 from .report import CaseResult, junit_summary, read_results, write_results
-from .report_files import write_report
-
-RESULTS_JSON = "results.json"
+from .report_files import REPORT_DIR, RESULTS_JSON, write_report
 
 
 def find_results(roots: list[Path]) -> list[Path]:
@@ -27,11 +25,11 @@ def find_results(roots: list[Path]) -> list[Path]:
         if root.is_file():
             found.append(root)
             continue
-        patterns = (RESULTS_JSON, f"report/{RESULTS_JSON}", f"*/{RESULTS_JSON}", f"*/report/{RESULTS_JSON}")
+        patterns = (RESULTS_JSON, f"{REPORT_DIR}/{RESULTS_JSON}", f"*/{RESULTS_JSON}", f"*/{REPORT_DIR}/{RESULTS_JSON}")
         paths = next((sorted(root.glob(pattern)) for pattern in patterns if list(root.glob(pattern))), [])
         if not paths:
-            raise EvaluatorError(f"{root}: no {RESULTS_JSON} (looked in {root}, {root}/report and one level down); "
-                                 "run the regression cases there first")
+            raise EvaluatorError(f"{root}: no {RESULTS_JSON} (looked in {root}, {root}/{REPORT_DIR} and one level "
+                                 "down); run the regression cases there first")
         found += paths
     return found
 

@@ -28,7 +28,7 @@ from .prediction_store import PredictionStore
 from .predictions import predictions_record_bytes
 from .recipes import apply_overrides
 from .report import CaseResult, merge_results, read_results, write_results
-from .report_files import write_report
+from .report_files import REPORT_DIR, RESULTS_JSON, write_report
 from .run_spec import available_cores
 
 
@@ -342,8 +342,8 @@ def _update_baselines(suite: Suite) -> list[str]:
 def _write_report(suite: Suite, rows: list[dict]) -> list[str]:
     """Update the report with this session's cases (other cases keep their last result) and record the session's
     rows in the history; lines for the terminal."""
-    out_dir = suite.artifacts_dir / "report"
-    results_path = out_dir / "results.json"
+    out_dir = suite.artifacts_dir / REPORT_DIR
+    results_path = out_dir / RESULTS_JSON
     current = [CaseResult(**row) for row in rows]
     try:
         previous = read_results(results_path)[0] if results_path.is_file() else []
