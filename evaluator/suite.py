@@ -3,6 +3,7 @@ they measured between xdist workers, and at the end updates the baselines and wr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -162,6 +163,17 @@ class Suite:
             pytest.fail(f"--strict-data: {detail}", pytrace=False)
         pytest.skip(group)
 
+    @contextlib.contextmanager
+    def _skipped_when_unavailable(self, case, model_hint: str = ""):
+        """A missing model file or runtime inside the block becomes the case's skip (or --strict-data failure)."""
+        try:
+            yield
+        except ModelFileMissing as exc:
+            self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
+                              f"`python -m evaluator fetch` downloads them{model_hint}")
+        except RuntimeUnavailable as exc:
+            self._unavailable(case, str(exc), f"runtime {case.runtime} unavailable: {exc}")
+
     def _run_options(self) -> dict:
         """Per-run options of every case: xdist workers share the cores; progress goes past pytest's capture."""
         workers = max(1, available_cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
@@ -180,16 +192,12 @@ class Suite:
             return self._predict_shard(case, record_property)
         missing = None  # --stored-only found no predictions: failed below, outside the except (no chained traceback)
         try:
-            outcome = evaluate_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
-                                    verify_data=self.config.getoption("verify_data"), **self._run_options())
+            with self._skipped_when_unavailable(case, "; report.md names each file"):
+                outcome = evaluate_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
+                                        verify_data=self.config.getoption("verify_data"), **self._run_options())
         except StoredPredictionsMissing as exc:
             record_result(self, unrun_result(self.baselines, case, "error", str(exc)))
             missing = f"{case.case_id}: {exc}"
-        except ModelFileMissing as exc:
-            self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
-                              f"`python -m evaluator fetch` downloads them; report.md names each file")
-        except RuntimeUnavailable as exc:
-            self._unavailable(case, str(exc), f"runtime {case.runtime} unavailable: {exc}")
         except Exception as exc:  # the case is reported as an error row, then pytest shows the exception
             record_result(self, unrun_result(self.baselines, case, "error", f"{type(exc).__name__}: {exc}"))
             raise
@@ -217,14 +225,9 @@ class Suite:
 
     def _predict_shard(self, case, record_property) -> None:
         """--image-shard: predict this case's shard of the images for `python -m evaluator merge`; no verdict."""
-        try:
+        with self._skipped_when_unavailable(case):
             run = predict_case(self.baselines, case, self.dataset(), self.models_dir, self.artifacts_dir,
                                shard=self.image_shard, **self._run_options())
-        except ModelFileMissing as exc:
-            self._unavailable(case, str(exc), f"model file not in {self.models_dir} (nor the shared fixtures): "
-                              f"`python -m evaluator fetch` downloads them")
-        except RuntimeUnavailable as exc:
-            self._unavailable(case, str(exc), f"runtime {case.runtime} unavailable: {exc}")
         record_property("image_shard", str(self.image_shard))
         record_property("images_predicted", run.computed)
         record_run(self, case, run)
